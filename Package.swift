@@ -1,0 +1,81 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-kafka-jobs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gateway", targets: ["Gateway"]),
+        .executable(name: "worker", targets: ["Worker"]),
+        .library(name: "JobsWorker", targets: ["JobsWorker"]),
+        .library(name: "JobsCore", targets: ["JobsCore"]),
+        .library(name: "KafkaClient", targets: ["KafkaClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // librdkafka from Debian's librdkafka-dev; the only C in the package.
+        .systemLibrary(
+            name: "CKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // The only Swift code that touches CKafka: producer, consumers, admin, embedded cluster.
+        .target(
+            name: "KafkaClient",
+            dependencies: [
+                "CKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The job model, commands, events and the fold: pure values, Foundation only.
+        .target(name: "JobsCore"),
+        // What a user imports to write a worker: registry, runner, cancellation, progress.
+        .target(
+            name: "JobsWorker",
+            dependencies: [
+                "JobsCore", "KafkaClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The HTTP API and the status view.
+        .target(
+            name: "JobsGateway",
+            dependencies: [
+                "JobsCore", "KafkaClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "Gateway",
+            dependencies: [
+                "JobsGateway", "JobsWorker", "KafkaClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "Worker",
+            dependencies: [
+                "JobsWorker", "KafkaClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "JobsCoreTests", dependencies: ["JobsCore"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "JobsGateway", "JobsWorker", "KafkaClient", "JobsCore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
