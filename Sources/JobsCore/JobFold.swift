@@ -1,0 +1,81 @@
+/// The order in which snapshots of one job supersede each other.
+///
+/// Snapshots of a job come from several producers (the gateway, then one or more
+/// workers) and a consumer may see them reordered, duplicated or replayed. Ordering
+/// them by this key and keeping the greatest makes the fold order-independent:
+/// terminal states first (a terminal snapshot is never replaced by a live one),
+/// then attempt, then the state's rank within the attempt, then the per-attempt
+/// sequence number.
+public struct SnapshotOrder: Comparable, Hashable, Sendable {
+    public let terminal: Bool
+    public let attempt: Int
+    public let rank: Int
+    public let sequence: Int
+
+    public init(_ snapshot: JobSnapshot) {
+        terminal = snapshot.status.isTerminal
+        attempt = snapshot.attempt
+        rank = snapshot.status.rank
+        sequence = snapshot.sequence
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        (lhs.terminal ? 1 : 0, lhs.attempt, lhs.rank, lhs.sequence)
+            < (rhs.terminal ? 1 : 0, rhs.attempt, rhs.rank, rhs.sequence)
+    }
+}
+
+/// The fold of status events into the current state of each job. Pure functions.
+public enum JobFold {
+    /// What `current` becomes when `incoming` is seen, or `nil` when nothing changes.
+    ///
+    /// The greater snapshot by ``SnapshotOrder`` wins. `cancelRequested` is an
+    /// intent that only ever turns on, so it is merged from both sides (unless the
+    /// job already ended), and a live job's `updatedAt` is then the latest of the
+    /// winner's and every cancel request's, whatever order they arrive in. A
+    /// terminal snapshot, once held, is only ever replaced by a greater terminal
+    /// one, which a correct system never produces.
+    public static func merge(_ current: JobSnapshot?, _ incoming: JobSnapshot) -> JobSnapshot? {
+        guard let current else { return incoming }
+        let currentOrder = SnapshotOrder(current)
+        let incomingOrder = SnapshotOrder(incoming)
+        if incomingOrder > currentOrder {
+            guard current.cancelRequested, !incoming.status.isTerminal else {
+                return incoming
+            }
+            var merged = incoming
+            merged.cancelRequested = true
+            merged.updatedAt = max(current.updatedAt, incoming.updatedAt)
+            return merged
+        }
+        if incoming.cancelRequested, !current.status.isTerminal,
+            !current.cancelRequested || incoming.updatedAt > current.updatedAt
+        {
+            var merged = current
+            merged.cancelRequested = true
+            merged.updatedAt = max(current.updatedAt, incoming.updatedAt)
+            return merged
+        }
+        return nil
+    }
+}
+
+/// Every job's latest snapshot, keyed by id: the gateway's view, and the
+/// worker's ledger of what has already happened.
+public struct JobTable: Sendable {
+    public private(set) var jobs: [JobID: JobSnapshot] = [:]
+
+    public init() {}
+
+    public subscript(id: JobID) -> JobSnapshot? { jobs[id] }
+
+    public var count: Int { jobs.count }
+
+    /// Folds one snapshot in; returns the job's new state when it changed.
+    @discardableResult
+    public mutating func apply(_ snapshot: JobSnapshot) -> JobSnapshot? {
+        guard let merged = JobFold.merge(jobs[snapshot.id], snapshot) else { return nil }
+        jobs[snapshot.id] = merged
+        return merged
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// The complete state of one job at one moment.
+///
+/// Status events are full snapshots, not deltas: a consumer that joins late, or a
+/// compacted status topic, needs nothing but the latest snapshot of each job.
+/// The JSON form is documented in `schemas/job-snapshot.schema.json`.
+public struct JobSnapshot: Sendable, Hashable, Codable {
+    /// Version of this JSON shape; bumped only for changes old readers can't ignore.
+    public static let currentSchemaVersion = 1
+
+    public var schemaVersion: Int
+    public var id: JobID
+    public var type: String
+    public var params: JSONValue
+    public var status: JobStatus
+    /// 1 for the first run; +1 each time the job is retried or re-run after its worker was lost.
+    public var attempt: Int
+    /// Counts the snapshots published within one attempt, so later ones win the fold.
+    public var sequence: Int
+    public var progress: JobProgress?
+    public var result: JSONValue?
+    public var error: JobError?
+    /// The worker that runs (or last ran) the job.
+    public var workerID: String?
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var updatedAt: Date
+    /// Set once a cancel has been asked for; never cleared.
+    public var cancelRequested: Bool
+
+    public init(
+        id: JobID, type: String, params: JSONValue, status: JobStatus = .queued,
+        attempt: Int = 1, sequence: Int = 0, progress: JobProgress? = nil,
+        result: JSONValue? = nil, error: JobError? = nil, workerID: String? = nil,
+        createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
+        updatedAt: Date? = nil, cancelRequested: Bool = false
+    ) {
+        self.schemaVersion = Self.currentSchemaVersion
+        self.id = id
+        self.type = type
+        self.params = params
+        self.status = status
+        self.attempt = attempt
+        self.sequence = sequence
+        self.progress = progress
+        self.result = result
+        self.error = error
+        self.workerID = workerID
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.cancelRequested = cancelRequested
+    }
+
+    /// A freshly accepted job, as the gateway publishes it.
+    public static func queued(id: JobID = .generate(), type: String, params: JSONValue, at now: Date = Date()) -> JobSnapshot {
+        JobSnapshot(id: id, type: type, params: params, createdAt: now)
+    }
+}
+
+/// How far a running job has come, as its handler last reported.
+public struct JobProgress: Sendable, Hashable, Codable {
+    public var current: Int
+    public var total: Int?
+    public var message: String?
+
+    public init(current: Int, total: Int? = nil, message: String? = nil) {
+        self.current = current
+        self.total = total
+        self.message = message
+    }
+}
+
+/// Why a job failed: a stable machine-readable code and a human message.
+public struct JobError: Sendable, Hashable, Codable, Error {
+    public var code: String
+    public var message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+}

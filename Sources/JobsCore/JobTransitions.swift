@@ -1,0 +1,81 @@
+import Foundation
+
+/// The job state machine: each transition returns the next snapshot, with the
+/// sequence number advanced, or throws when the move is not allowed.
+///
+/// Workers build every snapshot they publish through these functions, so an
+/// illegal move (running a finished job, finishing a queued one) is caught before
+/// it reaches the status topic.
+extension JobSnapshot {
+    /// Why a transition was refused.
+    public struct TransitionError: Error, Sendable, Hashable, CustomStringConvertible {
+        public let from: JobStatus
+        public let action: String
+        public var description: String { "cannot \(action) a job that is \(from.rawValue)" }
+    }
+
+    /// A worker begins running attempt `attempt` of this job.
+    public func started(attempt: Int, by workerID: String, at now: Date = Date()) throws -> JobSnapshot {
+        guard !status.isTerminal else { throw TransitionError(from: status, action: "start") }
+        var next = self
+        next.status = .running
+        next.attempt = attempt
+        next.sequence = 1
+        next.workerID = workerID
+        next.startedAt = now
+        next.finishedAt = nil
+        next.progress = nil
+        next.error = nil
+        next.updatedAt = now
+        return next
+    }
+
+    /// The running job reported progress.
+    public func reporting(_ progress: JobProgress, at now: Date = Date()) throws -> JobSnapshot {
+        guard status == .running else { throw TransitionError(from: status, action: "report progress of") }
+        var next = self
+        next.progress = progress
+        next.sequence += 1
+        next.updatedAt = now
+        return next
+    }
+
+    /// The job's handler returned a result.
+    public func succeeded(result: JSONValue?, at now: Date = Date()) throws -> JobSnapshot {
+        try finishing(.succeeded, at: now) { $0.result = result }
+    }
+
+    /// The job ended with an error and will not be retried.
+    public func failed(_ error: JobError, at now: Date = Date()) throws -> JobSnapshot {
+        try finishing(.failed, at: now) { $0.error = error }
+    }
+
+    /// The job was cancelled, while queued or while running.
+    public func cancelled(at now: Date = Date()) throws -> JobSnapshot {
+        try finishing(.cancelled, at: now) { $0.cancelRequested = true }
+    }
+
+    /// The running attempt ended without a verdict (a retry, or the worker handed the
+    /// job back while shutting down): the job waits again as the next attempt.
+    public func requeued(error: JobError? = nil, at now: Date = Date()) throws -> JobSnapshot {
+        guard status == .running else { throw TransitionError(from: status, action: "requeue") }
+        var next = self
+        next.status = .queued
+        next.attempt += 1
+        next.sequence = 0
+        next.error = error
+        next.updatedAt = now
+        return next
+    }
+
+    private func finishing(_ terminal: JobStatus, at now: Date, _ change: (inout JobSnapshot) -> Void) throws -> JobSnapshot {
+        guard !status.isTerminal else { throw TransitionError(from: status, action: "finish") }
+        var next = self
+        next.status = terminal
+        next.sequence += 1
+        next.finishedAt = now
+        next.updatedAt = now
+        change(&next)
+        return next
+    }
+}

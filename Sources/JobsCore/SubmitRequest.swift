@@ -1,0 +1,58 @@
+import Foundation
+
+/// The body of `POST /jobs`, checked against the known job types.
+///
+/// Validation is a pure function of the body's bytes and the catalogue, so the
+/// gateway can refuse bad input before it publishes anything.
+public struct SubmitRequest: Sendable, Hashable {
+    public var type: String
+    public var params: JSONValue
+
+    public init(type: String, params: JSONValue = [:]) {
+        self.type = type
+        self.params = params
+    }
+
+    /// Why a body was refused; the gateway turns each case into a problem response.
+    public enum Rejection: Error, Sendable, Hashable {
+        case malformedJSON(String)
+        case invalidFields([ParamsSchema.Violation])
+        case unknownType(String, known: [String])
+        case invalidParams(type: String, [ParamsSchema.Violation])
+    }
+
+    /// Decodes and validates a `POST /jobs` body.
+    public static func parse(_ body: some Collection<UInt8>, types: [String: JobTypeDescriptor]) -> Result<SubmitRequest, Rejection> {
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+        } catch {
+            return .failure(.malformedJSON("the body is not valid JSON"))
+        }
+        guard let members = value.objectValue else {
+            return .failure(.invalidFields([.init(pointer: "", detail: "the body must be a JSON object, not \(value.typeName)")]))
+        }
+        var violations: [ParamsSchema.Violation] = []
+        for name in members.keys.sorted() where !["type", "params"].contains(name) {
+            violations.append(.init(pointer: "/\(name)", detail: "is not a field of a job request"))
+        }
+        var typeName: String?
+        switch members["type"] {
+        case .string(let name) where !name.isEmpty: typeName = name
+        case nil, .null: violations.append(.init(pointer: "/type", detail: "is required"))
+        case .string: violations.append(.init(pointer: "/type", detail: "must not be empty"))
+        case let other?: violations.append(.init(pointer: "/type", detail: "must be a string, not \(other.typeName)"))
+        }
+        let params = members["params"] ?? [:]
+        if params.objectValue == nil {
+            violations.append(.init(pointer: "/params", detail: "must be an object, not \(params.typeName)"))
+        }
+        guard violations.isEmpty, let typeName else { return .failure(.invalidFields(violations)) }
+        guard let descriptor = types[typeName] else {
+            return .failure(.unknownType(typeName, known: types.keys.sorted()))
+        }
+        let paramViolations = descriptor.params.violations(of: params)
+        guard paramViolations.isEmpty else { return .failure(.invalidParams(type: typeName, paramViolations)) }
+        return .success(SubmitRequest(type: typeName, params: params))
+    }
+}

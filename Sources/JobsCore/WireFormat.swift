@@ -1,0 +1,57 @@
+import Foundation
+
+/// The JSON encoding shared by every topic and the HTTP API: ISO 8601 times with
+/// milliseconds, sorted keys off (speed), and the same decoder everywhere.
+public enum WireFormat {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(timestamp(date))
+        }
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            if let date = try? timestampStyle.parse(text) { return wholeMilliseconds(date) }
+            if let date = try? Date.ISO8601FormatStyle().parse(text) { return wholeMilliseconds(date) }
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected an ISO 8601 time, got \(text)")
+        }
+        return decoder
+    }
+
+    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let secondsStyle = Date.ISO8601FormatStyle()
+
+    /// `date` rounded to the millisecond, as `2023-11-14T22:13:20.123Z`.
+    ///
+    /// The milliseconds are written by hand: `ISO8601FormatStyle` truncates the
+    /// fraction, and a time such as .123 s is held as .12299999… in a `Date`, so
+    /// half of all decoded times would be re-encoded one millisecond earlier.
+    private static func timestamp(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        if fraction < 0 { seconds -= 1; fraction += 1000 }
+        let whole = Date(timeIntervalSince1970: Double(seconds)).formatted(secondsStyle)  // "…:20Z"
+        let digits = String(fraction)
+        return whole.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+    }
+
+    /// The same instant as `Date(timeIntervalSince1970: ms / 1000)`, so that a
+    /// decoded time equals the one that was encoded.
+    private static func wholeMilliseconds(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)
+    }
+
+    public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        Array(try encoder().encode(value))
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
+        try decoder().decode(type, from: Data(bytes))
+    }
+}
