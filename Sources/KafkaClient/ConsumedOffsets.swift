@@ -1,0 +1,80 @@
+import Synchronization
+
+/// How far an application has *handled* a topic (not merely fetched it), and
+/// waiters for "caught up to these end offsets" — the basis of `/ready`, of
+/// read-your-writes across gateways, and of a worker catching up before it acts.
+public final class ConsumedOffsets: Sendable {
+    private struct Waiter {
+        let target: [Int32: Int64]
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct State {
+        var next: [Int32: Int64] = [:]
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiterID: UInt64 = 0
+
+        func reached(_ target: [Int32: Int64]) -> Bool {
+            target.allSatisfy { partition, end in end <= 0 || (next[partition] ?? 0) >= end }
+        }
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Records that `message` and everything before it on its partition is handled.
+    public func advance(past message: KafkaMessage) {
+        let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            state.next[message.partition] = max(state.next[message.partition] ?? 0, message.offset + 1)
+            let done = state.waiters.filter { state.reached($0.value.target) }
+            for id in done.keys { state.waiters.removeValue(forKey: id) }
+            return done.values.map(\.continuation)
+        }
+        ready.forEach { $0.resume(returning: true) }
+    }
+
+    /// The next offset to handle, per partition.
+    public var positions: [Int32: Int64] { state.withLock { $0.next } }
+
+    /// Whether every partition has been handled up to `ends`.
+    public func hasReached(_ ends: [Int32: Int64]) -> Bool { state.withLock { $0.reached(ends) } }
+
+    /// Waits until every partition is handled up to `ends`; `false` on timeout.
+    public func wait(until ends: [Int32: Int64], timeout: Duration) async -> Bool {
+        let id: UInt64? = state.withLock { state in
+            if state.reached(ends) { return nil }
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        guard let id else { return true }
+        return await withTaskGroup(of: Bool?.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let immediate = self.state.withLock { state -> Bool in
+                        if state.reached(ends) { return true }
+                        state.waiters[id] = Waiter(target: ends, continuation: continuation)
+                        return false
+                    }
+                    if immediate { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                // Only the side that removes the waiter resumes it.
+                let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+                waiter?.continuation.resume(returning: false)
+                return nil
+            }
+            var reached = false
+            for await outcome in group {
+                if let outcome {
+                    reached = outcome
+                    group.cancelAll()
+                    break
+                }
+            }
+            return reached
+        }
+    }
+}

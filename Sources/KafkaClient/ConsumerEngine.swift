@@ -1,0 +1,288 @@
+internal import CKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// The machinery behind ``KafkaConsumer`` and ``KafkaTopicReader``: a dedicated
+/// thread that never stops calling `rd_kafka_consumer_poll` (so the group never
+/// evicts us for exceeding `max.poll.interval.ms`), a bounded buffer of events,
+/// and pause/resume of every assigned partition while the buffer is full.
+final class ConsumerEngine: Sendable {
+    enum Mode: Sendable {
+        /// Join `groupID` and subscribe: partitions come and go with rebalances.
+        case group(topics: [String], listener: (any RebalanceListener)?)
+        /// Assign every partition of `topic` ourselves, starting at either end.
+        case broadcast(topic: String, fromBeginning: Bool)
+    }
+
+    let client: NativeClient
+    let buffer: EventBuffer
+    let flow: FlowControl
+    private let mode: Mode
+    private let consumerQueue: QueueHandle
+    private let lifecycle = Mutex(Lifecycle.running)
+
+    private enum Lifecycle {
+        case running
+        case closing(waiters: [CheckedContinuation<Void, Never>])
+        case closed
+    }
+
+    init(mode: Mode, properties: [String: String], capacity: Int, logger: Logger) throws(KafkaError) {
+        let flow = FlowControl(highWater: capacity)
+        let rebalance = RebalanceHandler(listener: { if case .group(_, let l) = mode { l } else { nil } }(), flow: flow, logger: logger)
+        let client = try NativeClient(kind: .consumer, properties: properties,
+                                      context: CallbackContext(logger: logger, handler: rebalance)) { conf in
+            if case .group = mode { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
+        }
+        rd_kafka_poll_set_consumer(client.pointer)
+        let queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!)
+        let buffer = EventBuffer(lowWater: capacity / 2) { [flow] in
+            // Wake the poll thread so it resumes the partitions without waiting out its timeout.
+            if flow.isPaused { queue.yield() }
+        }
+        rebalance.buffer = buffer
+        self.client = client
+        self.buffer = buffer
+        self.flow = flow
+        self.mode = mode
+        self.consumerQueue = queue
+    }
+
+    /// Starts the consumer's thread. It holds the engine until `close()`.
+    func start(threadName: String) {
+        let thread = Thread { self.pollUntilClosed() }
+        thread.name = threadName
+        thread.start()
+    }
+
+    private var isClosing: Bool {
+        lifecycle.withLock { if case .running = $0 { false } else { true } }
+    }
+
+    private func pollUntilClosed() {
+        let logger = client.logger
+        switch mode {
+        case .group(let topics, _):
+            let list = PartitionList(topics.map { TopicPartition(topic: $0, partition: -1) })
+            let err = rd_kafka_subscribe(client.pointer, list.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                logger.error("subscribe failed", metadata: ["error": "\(KafkaError(err))"])
+            }
+        case .broadcast(let topic, let fromBeginning):
+            assignAllPartitions(of: topic, fromBeginning: fromBeginning)
+        }
+
+        while !isClosing {
+            if let message = rd_kafka_consumer_poll(client.pointer, 100) {
+                deliver(message)
+                rd_kafka_message_destroy(message)
+            }
+            applyFlowControl()
+        }
+
+        if case .group = mode {
+            // Serves the final revoke (the listener hands work back, offsets are committed).
+            let err = rd_kafka_consumer_close(client.pointer)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                logger.warning("consumer close reported an error", metadata: ["error": "\(KafkaError(err))"])
+            }
+        }
+        buffer.finish()
+        let waiters = lifecycle.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state = .closed }
+            if case .closing(let waiters) = state { return waiters }
+            return []
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    private func deliver(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let m = message.pointee
+        guard m.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            // Consumer errors (broker down, partition EOF) are transient: librdkafka retries.
+            if m.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                client.logger.debug("consumer error", metadata: ["error": "\(KafkaError(m.err))"])
+            }
+            return
+        }
+        let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) }
+        buffer.push(.message(KafkaMessage(
+            topic: String(cString: rd_kafka_topic_name(m.rkt)),
+            partition: m.partition, offset: m.offset, key: key, value: value
+        )))
+    }
+
+    /// Pauses every assigned partition while the buffer is full, resumes it once
+    /// the reader has drained it to half. Paused partitions keep their position.
+    private func applyFlowControl() {
+        let depth = buffer.count
+        if !flow.isPaused, depth >= flow.highWater {
+            flow.setPaused(true)
+            withAssignment { rd_kafka_pause_partitions(client.pointer, $0) }
+        } else if flow.isPaused, depth <= buffer.lowWater {
+            flow.setPaused(false)
+            withAssignment { rd_kafka_resume_partitions(client.pointer, $0) }
+        }
+    }
+
+    private func withAssignment(_ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> rd_kafka_resp_err_t) {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(client.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+        _ = body(list)
+        rd_kafka_topic_partition_list_destroy(list)
+    }
+
+    private func assignAllPartitions(of topic: String, fromBeginning: Bool) {
+        while !isClosing {
+            switch partitionCount(client: client, topic: topic, timeoutMs: 2000) {
+            case .success(let count):
+                let start = Int64(fromBeginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END)
+                let list = PartitionList((0..<count).map { TopicPartition(topic: topic, partition: $0) }, offset: start)
+                let err = rd_kafka_assign(client.pointer, list.pointer)
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
+                client.logger.warning("assign failed; retrying", metadata: ["topic": "\(topic)", "error": "\(KafkaError(err))"])
+            case .failure(let error):
+                client.logger.info("waiting for topic metadata", metadata: ["topic": "\(topic)", "error": "\(error)"])
+            }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+    }
+
+    /// Stops polling; for a group, leaves it after the final revoke. Idempotent.
+    func close() async {
+        await withCheckedContinuation { continuation in
+            let done = lifecycle.withLock { state in
+                switch state {
+                case .running: state = .closing(waiters: [continuation])
+                case .closing(let waiters): state = .closing(waiters: waiters + [continuation])
+                case .closed: return true
+                }
+                return false
+            }
+            if done { continuation.resume() } else { consumerQueue.yield() }
+        }
+    }
+}
+
+/// Whether the partitions are paused; read by the buffer's drain hook on any thread.
+final class FlowControl: Sendable {
+    let highWater: Int
+    private let paused = Atomic<Bool>(false)
+    init(highWater: Int) { self.highWater = max(2, highWater) }
+    var isPaused: Bool { paused.load(ordering: .acquiring) }
+    func setPaused(_ value: Bool) { paused.store(value, ordering: .releasing) }
+}
+
+/// A `rd_kafka_queue_t` reference, destroyed with its owner.
+final class QueueHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    func yield() { rd_kafka_queue_yield(pointer) }
+    deinit { rd_kafka_queue_destroy(pointer) }
+}
+
+/// State the rebalance callback needs; it does not reference the client, so there
+/// is no cycle through the callback context.
+final class RebalanceHandler: @unchecked Sendable {
+    let listener: (any RebalanceListener)?
+    let flow: FlowControl
+    let logger: Logger
+    /// Set once, right after init, before the consumer's thread starts.
+    var buffer: EventBuffer?
+
+    init(listener: (any RebalanceListener)?, flow: FlowControl, logger: Logger) {
+        self.listener = listener
+        self.flow = flow
+        self.logger = logger
+    }
+}
+
+private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = { handle, err, list, opaque in
+    guard let handle, let list, let opaque,
+          let handler = CallbackContext.from(opaque).handler as? RebalanceHandler
+    else { return }
+    let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+    let partitions = PartitionList.read(list)
+    switch err {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        let failure = cooperative
+            ? rd_kafka_incremental_assign(handle, list).map { KafkaError(consuming: $0) }
+            : { let e = rd_kafka_assign(handle, list); return e == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(e) }()
+        if let failure {
+            handler.logger.error("assign failed", metadata: ["error": "\(failure)"])
+            return
+        }
+        if handler.flow.isPaused { rd_kafka_pause_partitions(handle, list) }
+        handler.logger.info("partitions assigned", metadata: ["partitions": "\(partitions)"])
+        handler.listener?.partitionsAssigned(partitions)
+        handler.buffer?.push(.assigned(partitions))
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        handler.buffer?.removeMessages(of: Set(partitions))
+        handler.listener?.partitionsRevoked(partitions)
+        if rd_kafka_assignment_lost(handle) == 0 {
+            // Synchronous: the next owner starts from what we finished, not from older offsets.
+            let commitErr = rd_kafka_commit(handle, nil, 0)
+            if commitErr != RD_KAFKA_RESP_ERR_NO_ERROR, commitErr != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                handler.logger.warning("commit on revoke failed", metadata: ["error": "\(KafkaError(commitErr))"])
+            }
+        }
+        if cooperative {
+            if let error = rd_kafka_incremental_unassign(handle, list) {
+                handler.logger.error("unassign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+            }
+        } else {
+            rd_kafka_assign(handle, nil)
+        }
+        handler.logger.info("partitions revoked", metadata: ["partitions": "\(partitions)"])
+        handler.buffer?.push(.revoked(partitions))
+    default:
+        handler.logger.error("rebalance error", metadata: ["error": "\(KafkaError(err))"])
+        rd_kafka_assign(handle, nil)
+    }
+}
+
+/// An owned `rd_kafka_topic_partition_list_t`, and reading one we don't own.
+struct PartitionList: ~Copyable {
+    let pointer: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+
+    init(_ partitions: [TopicPartition], offset: Int64? = nil) {
+        pointer = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+        for tp in partitions {
+            let element = rd_kafka_topic_partition_list_add(pointer, tp.topic, tp.partition)!
+            if let offset { element.pointee.offset = offset }
+        }
+    }
+
+    deinit { rd_kafka_topic_partition_list_destroy(pointer) }
+
+    static func read(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [TopicPartition] {
+        (0..<Int(list.pointee.cnt)).map { index in
+            let element = list.pointee.elems[index]
+            return TopicPartition(topic: String(cString: element.topic), partition: element.partition)
+        }
+    }
+}
+
+/// Asks the cluster how many partitions `topic` has. Blocking: call on a thread of our own.
+func partitionCount(client: NativeClient, topic: String, timeoutMs: Int32) -> Result<Int32, KafkaError> {
+    guard let topicHandle = rd_kafka_topic_new(client.pointer, topic, nil) else {
+        return .failure(KafkaError(code: "_INVALID_ARG", message: "bad topic name \(topic)"))
+    }
+    defer { rd_kafka_topic_destroy(topicHandle) }
+    var metadata: UnsafePointer<rd_kafka_metadata>?
+    let err = rd_kafka_metadata(client.pointer, 0, topicHandle, &metadata, timeoutMs)
+    guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+        return .failure(KafkaError(err, context: "metadata for \(topic)"))
+    }
+    defer { rd_kafka_metadata_destroy(metadata) }
+    guard metadata.pointee.topic_cnt > 0 else {
+        return .failure(KafkaError(code: "UNKNOWN_TOPIC_OR_PART", message: "no metadata for \(topic)"))
+    }
+    let info = metadata.pointee.topics[0]
+    guard info.err == RD_KAFKA_RESP_ERR_NO_ERROR, info.partition_cnt > 0 else {
+        return .failure(KafkaError(info.err, context: "topic \(topic)"))
+    }
+    return .success(info.partition_cnt)
+}

@@ -1,0 +1,66 @@
+internal import CKafka
+import Logging
+
+/// An in-memory Kafka-protocol cluster (librdkafka's mock cluster) listening on
+/// localhost: the test and development broker. Nothing it holds survives the
+/// process, so it is never a production broker.
+///
+/// Other processes can connect to ``bootstrapServers``. Topics must be created
+/// with ``createTopic(_:partitions:)``: the mock does not answer CreateTopics.
+public final class EmbeddedKafkaCluster: Sendable {
+    private let cluster: MockClusterHandle
+    public let bootstrapServers: String
+
+    public init(brokers: Int = 1, logger: Logger = Logger(label: "kafka.embedded")) throws(KafkaError) {
+        let host = try NativeClient(kind: .producer, properties: [:], context: CallbackContext(logger: logger))
+        guard let pointer = rd_kafka_mock_cluster_new(host.pointer, Int32(brokers)) else {
+            throw KafkaError(code: "_FAIL", message: "could not start the embedded Kafka cluster")
+        }
+        cluster = MockClusterHandle(pointer, host: host)
+        bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(pointer))
+    }
+
+    /// A configuration that reaches this cluster.
+    public var configuration: KafkaConfiguration { KafkaConfiguration(bootstrapServers: bootstrapServers) }
+
+    public func createTopic(_ name: String, partitions: Int32) throws(KafkaError) {
+        let err = rd_kafka_mock_topic_create(cluster.pointer, name, partitions, 1)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "create topic \(name)") }
+    }
+
+    // MARK: Fault injection
+
+    /// Takes a broker down (connections are closed, new ones refused) until ``setBrokerUp(_:)``.
+    public func setBrokerDown(_ brokerID: Int32 = 1) {
+        _ = rd_kafka_mock_broker_set_down(cluster.pointer, brokerID)
+    }
+
+    public func setBrokerUp(_ brokerID: Int32 = 1) {
+        _ = rd_kafka_mock_broker_set_up(cluster.pointer, brokerID)
+    }
+
+    /// Adds `milliseconds` of round-trip time to every request the broker answers.
+    public func setRoundTripTime(_ milliseconds: Int32, broker brokerID: Int32 = 1) {
+        _ = rd_kafka_mock_broker_set_rtt(cluster.pointer, brokerID, milliseconds)
+    }
+
+    /// The next requests with API key `apiKey` (0 = Produce) fail with these errors, in order.
+    public func pushRequestErrors(apiKey: Int16, errorCodes: [Int32]) {
+        var errors = errorCodes.map { rd_kafka_resp_err_t(rawValue: $0) }
+        errors.withUnsafeMutableBufferPointer { buffer in
+            rd_kafka_mock_push_request_errors_array(cluster.pointer, apiKey, buffer.count, buffer.baseAddress)
+        }
+    }
+}
+
+/// Owns the mock cluster and the handle hosting it: librdkafka requires the
+/// cluster to be destroyed first, which `deinit` does before `host` is released.
+private final class MockClusterHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+    private let host: NativeClient
+    init(_ pointer: OpaquePointer, host: NativeClient) {
+        self.pointer = pointer
+        self.host = host
+    }
+    deinit { rd_kafka_mock_cluster_destroy(pointer) }
+}

@@ -1,0 +1,45 @@
+internal import CKafka
+
+/// How to reach a cluster, plus any librdkafka property passed through untouched,
+/// so SASL/TLS clusters and tuning work without code changes.
+public struct KafkaConfiguration: Sendable, Hashable {
+    /// `host:port[,host:port...]`.
+    public var bootstrapServers: String
+    /// Any librdkafka property (`security.protocol`, `sasl.mechanism`, `linger.ms`, ...).
+    /// These win over the client's own defaults.
+    public var properties: [String: String]
+
+    public init(bootstrapServers: String, properties: [String: String] = [:]) {
+        self.bootstrapServers = bootstrapServers
+        self.properties = properties
+    }
+
+    /// Properties for one client: its role's defaults, then the user's overrides.
+    func merged(with defaults: [String: String]) -> [String: String] {
+        var all = defaults
+        all["bootstrap.servers"] = bootstrapServers
+        for (key, value) in properties { all[key] = value }
+        return all
+    }
+}
+
+/// Builds a librdkafka configuration; every rejected property names its key.
+/// The caller owns the returned pointer until it passes it to `rd_kafka_new`.
+func makeNativeConfiguration(_ properties: [String: String]) throws(KafkaError) -> OpaquePointer {
+    let conf = rd_kafka_conf_new()!
+    var errorText = [CChar](repeating: 0, count: 512)
+    for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+        let result = rd_kafka_conf_set(conf, key, value, &errorText, errorText.count)
+        if result != RD_KAFKA_CONF_OK {
+            rd_kafka_conf_destroy(conf)
+            let reason = string(fromCBuffer: errorText)
+            throw .invalidConfiguration("property \(key)=\(value) was refused: \(reason)")
+        }
+    }
+    return conf
+}
+
+/// The NUL-terminated text librdkafka wrote into an error buffer.
+func string(fromCBuffer buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

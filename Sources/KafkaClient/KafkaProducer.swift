@@ -1,0 +1,245 @@
+internal import CKafka
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Where the broker stored an acknowledged message.
+public struct DeliveryReport: Sendable, Hashable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+}
+
+/// A producer whose `send` returns once the broker acknowledged the message
+/// (acks=all, idempotence on, so retries never duplicate or reorder).
+///
+/// One dedicated thread serves librdkafka's delivery reports and resumes the
+/// awaiting tasks directly: nothing on the send path sleeps or polls on the
+/// cooperative pool.
+///
+/// - Important: Call ``shutdown(flushTimeout:)`` (or run it as a `Service`) so
+///   queued messages are flushed before the process exits.
+public final class KafkaProducer: Service, Sendable {
+    private let client: NativeClient
+    private let deliveries: PendingDeliveries
+    private let lifecycle: Mutex<Lifecycle> = Mutex(.running)
+    private let logger: Logger
+
+    /// running → stopping (flush, then resume the waiters) → stopped.
+    enum Lifecycle {
+        case running
+        case stopping(flushTimeout: Duration, waiters: [CheckedContinuation<Void, Never>])
+        case stopped
+    }
+
+    /// The defaults a job system wants; any of them can be overridden.
+    public static let defaultProperties: [String: String] = [
+        "enable.idempotence": "true",
+        "acks": "all",
+        "linger.ms": "1",
+        "message.timeout.ms": "10000",
+        "queue.buffering.max.messages": "1000000",
+    ]
+
+    public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "kafka.producer")) throws(KafkaError) {
+        let deliveries = PendingDeliveries()
+        let context = CallbackContext(logger: logger, handler: deliveries)
+        self.client = try NativeClient(
+            kind: .producer,
+            properties: configuration.merged(with: Self.defaultProperties),
+            context: context
+        ) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback)
+        }
+        self.deliveries = deliveries
+        self.logger = logger
+        startPollThread()
+    }
+
+    private func startPollThread() {
+        // The thread holds the producer until shutdown; then it lets go.
+        let thread = Thread { self.pollUntilStopped() }
+        thread.name = "kafka-producer"
+        thread.start()
+    }
+
+    private func pollUntilStopped() {
+        while true {
+            let flushTimeout: Duration? = lifecycle.withLock { state in
+                if case .stopping(let timeout, _) = state { return timeout }
+                return nil
+            }
+            if let flushTimeout {
+                let flushed = rd_kafka_flush(client.pointer, Int32(flushTimeout.milliseconds))
+                if flushed != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    logger.warning("producer flush did not complete", metadata: ["error": "\(KafkaError(flushed))"])
+                }
+                deliveries.failAll(with: .closed)
+                let waiters = lifecycle.withLock { state -> [CheckedContinuation<Void, Never>] in
+                    defer { state = .stopped }
+                    if case .stopping(_, let waiters) = state { return waiters }
+                    return []
+                }
+                waiters.forEach { $0.resume() }
+                return
+            }
+            rd_kafka_poll(client.pointer, 100)
+        }
+    }
+
+    /// Sends one message and waits for the broker's acknowledgement.
+    ///
+    /// Throws ``KafkaError`` when the message could not be delivered within
+    /// `message.timeout.ms` (code `_MSG_TIMED_OUT`), when the local queue is full
+    /// (`_QUEUE_FULL`), or after shutdown. A send already handed to librdkafka is
+    /// not withdrawn when the awaiting task is cancelled.
+    @discardableResult
+    public func send(topic: String, key: [UInt8]?, value: [UInt8]?) async throws(KafkaError) -> DeliveryReport {
+        let result: Result<DeliveryReport, KafkaError> = await withCheckedContinuation { continuation in
+            // Registering under the lifecycle lock means shutdown's `failAll` sees
+            // every send that got past this check: none is left waiting forever.
+            let registered: UInt? = lifecycle.withLock { state in
+                guard case .running = state else { return nil }
+                return deliveries.register(continuation)
+            }
+            guard let id = registered else {
+                continuation.resume(returning: .failure(.closed))
+                return
+            }
+            if let error = produce(topic: topic, key: key, value: value, id: id) {
+                deliveries.complete(id, with: .failure(error))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Queues a message without waiting for its acknowledgement: for events whose
+    /// loss a later, awaited send on the same key supersedes (progress reports).
+    /// Ordering per key is kept; a delivery failure is logged.
+    public func post(topic: String, key: [UInt8]?, value: [UInt8]?) throws(KafkaError) {
+        guard lifecycle.withLock({ if case .running = $0 { true } else { false } }) else { throw .closed }
+        if let error = produce(topic: topic, key: key, value: value, id: 0) { throw error }
+    }
+
+    /// Hands a message to librdkafka; returns the error when it refused it.
+    /// `id` 0 means nobody awaits the delivery report.
+    private func produce(topic: String, key: [UInt8]?, value: [UInt8]?, id: UInt) -> KafkaError? {
+        topic.withCString { topicName in
+            withOptionalBytes(key) { keyPointer, keyCount in
+                withOptionalBytes(value) { valuePointer, valueCount in
+                    var fields = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 5)
+                    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC
+                    fields[0].u.cstr = topicName
+                    fields[1].vtype = RD_KAFKA_VTYPE_KEY
+                    fields[1].u.mem.ptr = keyPointer
+                    fields[1].u.mem.size = keyCount
+                    fields[2].vtype = RD_KAFKA_VTYPE_VALUE
+                    fields[2].u.mem.ptr = valuePointer
+                    fields[2].u.mem.size = valueCount
+                    fields[3].vtype = RD_KAFKA_VTYPE_OPAQUE
+                    fields[3].u.ptr = UnsafeMutableRawPointer(bitPattern: id)
+                    fields[4].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                    fields[4].u.i = RD_KAFKA_MSG_F_COPY
+                    guard let error = rd_kafka_produceva(client.pointer, &fields, fields.count) else { return nil }
+                    return KafkaError(consuming: error, context: "produce to \(topic)")
+                }
+            }
+        }
+    }
+
+    /// Flushes what is queued (bounded by `flushTimeout`), fails whatever is still
+    /// pending, and stops the client's thread. Later sends fail at once.
+    public func shutdown(flushTimeout: Duration = .seconds(10)) async {
+        await withCheckedContinuation { continuation in
+            let alreadyStopped = lifecycle.withLock { state in
+                switch state {
+                case .running:
+                    state = .stopping(flushTimeout: flushTimeout, waiters: [continuation])
+                case .stopping(let timeout, let waiters):
+                    state = .stopping(flushTimeout: timeout, waiters: waiters + [continuation])
+                case .stopped:
+                    return true
+                }
+                return false
+            }
+            if alreadyStopped { continuation.resume() }
+        }
+    }
+
+    /// As a `Service`: idle until graceful shutdown, then flush. Put it before the
+    /// services that send through it, so it stops after them.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+}
+
+/// Continuations awaiting delivery reports, keyed by the id in each message's opaque.
+final class PendingDeliveries: Sendable {
+    private struct State {
+        var nextID: UInt = 1
+        var waiting: [UInt: CheckedContinuation<Result<DeliveryReport, KafkaError>, Never>] = [:]
+    }
+    private let state = Mutex(State())
+
+    func register(_ continuation: CheckedContinuation<Result<DeliveryReport, KafkaError>, Never>) -> UInt {
+        state.withLock { state in
+            let id = state.nextID
+            state.nextID += 1
+            state.waiting[id] = continuation
+            return id
+        }
+    }
+
+    func complete(_ id: UInt, with result: Result<DeliveryReport, KafkaError>) {
+        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(returning: result)
+    }
+
+    func failAll(with error: KafkaError) {
+        let all = state.withLock { state in
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        all.forEach { $0.resume(returning: .failure(error)) }
+    }
+}
+
+private let deliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, message, opaque in
+    guard let message, let opaque,
+          let deliveries = CallbackContext.from(opaque).handler as? PendingDeliveries
+    else { return }
+    let id = UInt(bitPattern: message.pointee._private)
+    guard id != 0 else {
+        if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            CallbackContext.from(opaque).logger.warning("unawaited message not delivered",
+                metadata: ["error": "\(KafkaError(message.pointee.err))"])
+        }
+        return
+    }
+    let result: Result<DeliveryReport, KafkaError>
+    if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+        result = .success(DeliveryReport(
+            topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
+            partition: message.pointee.partition,
+            offset: message.pointee.offset
+        ))
+    } else {
+        result = .failure(KafkaError(message.pointee.err, context: "delivery failed"))
+    }
+    deliveries.complete(id, with: result)
+}
+
+func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeMutableRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    return bytes.withUnsafeBytes { buffer in
+        body(UnsafeMutableRawPointer(mutating: buffer.baseAddress), buffer.count)
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,77 @@
+internal import CKafka
+import Foundation
+import Logging
+
+/// Reads every partition of one topic, outside any consumer group: each reader
+/// sees every message. For the status topic (every gateway folds all of it, from
+/// the beginning) and the control topic (every worker hears every cancel, from
+/// the end).
+public final class KafkaTopicReader: Sendable, AsyncSequence {
+    public typealias Element = KafkaMessage
+
+    public enum StartPosition: Sendable {
+        case beginning
+        case end
+    }
+
+    public let topic: String
+    private let engine: ConsumerEngine
+
+    public init(
+        configuration: KafkaConfiguration, topic: String, from start: StartPosition,
+        bufferCapacity: Int = 4096, logger: Logger = Logger(label: "kafka.reader")
+    ) throws(KafkaError) {
+        var properties = configuration.merged(with: [
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "false",
+            "fetch.wait.max.ms": "10",
+        ])
+        // Never joins the group: librdkafka only wants a group id to exist.
+        properties["group.id"] = "reader-\(UUID().uuidString.lowercased())"
+        self.topic = topic
+        engine = try ConsumerEngine(mode: .broadcast(topic: topic, fromBeginning: start == .beginning),
+                                    properties: properties, capacity: bufferCapacity, logger: logger)
+        engine.start(threadName: "kafka-reader")
+    }
+
+    /// The offset after the last message of each partition, as the broker sees it
+    /// now: a reader that has handled everything below these has caught up.
+    public func endOffsets(timeout: Duration = .seconds(5)) async throws(KafkaError) -> [Int32: Int64] {
+        let client = engine.client
+        let topic = self.topic
+        let result = await onDedicatedThread("kafka-watermarks") { () -> Result<[Int32: Int64], KafkaError> in
+            partitionCount(client: client, topic: topic, timeoutMs: Int32(timeout.milliseconds)).flatMap { count in
+                var ends: [Int32: Int64] = [:]
+                for partition in 0..<count {
+                    var low: Int64 = 0
+                    var high: Int64 = 0
+                    let err = rd_kafka_query_watermark_offsets(client.pointer, topic, partition, &low, &high,
+                                                               Int32(timeout.milliseconds))
+                    guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                        return .failure(KafkaError(err, context: "watermarks of \(topic)[\(partition)]"))
+                    }
+                    ends[partition] = high
+                }
+                return .success(ends)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Stops reading; iteration ends.
+    public func close() async {
+        await engine.close()
+    }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(buffer: engine.buffer) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let buffer: EventBuffer
+        public mutating func next() async -> KafkaMessage? {
+            while let event = await buffer.next() {
+                if case .message(let message) = event { return message }
+            }
+            return nil
+        }
+    }
+}

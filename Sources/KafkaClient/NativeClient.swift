@@ -1,0 +1,84 @@
+internal import CKafka
+import Foundation
+import Logging
+
+/// The one owner of a librdkafka `rd_kafka_t` handle.
+///
+/// `@unchecked Sendable` is safe because librdkafka's handle is thread-safe for
+/// every call this module makes on it, and the pointer never leaves this module.
+/// The handle is destroyed in `deinit`, after the client's own thread is done.
+final class NativeClient: @unchecked Sendable {
+    let pointer: OpaquePointer
+    let logger: Logger
+
+    enum Kind { case producer, consumer }
+
+    /// Creates the handle; `opaque` is handed to every callback set on `conf`.
+    init(kind: Kind, properties: [String: String], context box: CallbackContext,
+         configure: (OpaquePointer) -> Void = { _ in }) throws(KafkaError) {
+        let conf = try makeNativeConfiguration(properties)
+        configure(conf)
+        // Route librdkafka's logs into swift-log instead of stderr.
+        rd_kafka_conf_set_log_cb(conf, nativeLogCallback)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passRetained(box).toOpaque())
+        var errorText = [CChar](repeating: 0, count: 512)
+        let type = kind == .producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER
+        guard let handle = rd_kafka_new(type, conf, &errorText, errorText.count) else {
+            rd_kafka_conf_destroy(conf)
+            Unmanaged<CallbackContext>.passUnretained(box).release()
+            let reason = string(fromCBuffer: errorText)
+            throw .invalidConfiguration(reason)
+        }
+        self.pointer = handle
+        self.logger = box.logger
+        self.context = Unmanaged.passUnretained(box)
+    }
+
+    private let context: Unmanaged<CallbackContext>
+
+    deinit {
+        rd_kafka_destroy(pointer)
+        context.release()
+    }
+}
+
+/// What the C callbacks need, reached through the handle's opaque pointer: the
+/// logger, and the client's own state for delivery reports or rebalances.
+final class CallbackContext: Sendable {
+    let logger: Logger
+    let handler: (any Sendable & AnyObject)?
+    init(logger: Logger, handler: (any Sendable & AnyObject)? = nil) {
+        self.logger = logger
+        self.handler = handler
+    }
+
+    static func from(_ opaque: UnsafeMutableRawPointer) -> CallbackContext {
+        Unmanaged<CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+    }
+}
+
+private let nativeLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = { handle, level, facility, message in
+    guard let handle, let opaque = rd_kafka_opaque(handle), let message else { return }
+    let box = CallbackContext.from(opaque)
+    // syslog levels: 0-3 error, 4 warning, 5 notice, 6 info (connection churn), 7 debug
+    let swiftLevel: Logger.Level = switch level {
+    case ...3: .error
+    case 4: .warning
+    case 5: .info
+    default: .debug
+    }
+    box.logger.log(level: swiftLevel, "\(String(cString: message))",
+                   metadata: ["rdkafka.facility": "\(facility.map { String(cString: $0) } ?? "")"])
+}
+
+/// Runs `body` on a thread of its own, so a blocking librdkafka call never ties up
+/// the cooperative pool. For rare calls (metadata, watermarks, admin requests).
+func onDedicatedThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(returning: body())
+        }
+        thread.name = name
+        thread.start()
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import KafkaClient
+import Testing
+
+@Suite("Kafka client against the embedded cluster", .timeLimit(.minutes(2)))
+struct KafkaClientTests {
+    @Test("an awaited send returns the broker's offset, and a reader from the beginning sees it")
+    func sendThenReadFromBeginning() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("t", partitions: 3)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        var reports: [DeliveryReport] = []
+        for index in 0..<10 {
+            reports.append(try await producer.send(topic: "t", key: Array("k\(index)".utf8), value: Array("v\(index)".utf8)))
+        }
+        #expect(reports.allSatisfy { $0.topic == "t" && $0.offset >= 0 })
+
+        let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "t", from: .beginning)
+        var seen: Set<String> = []
+        for await message in reader {
+            seen.insert(String(decoding: message.value ?? [], as: UTF8.self))
+            if seen.count == 10 { break }
+        }
+        #expect(seen == Set((0..<10).map { "v\($0)" }))
+        let ends = try await reader.endOffsets()
+        #expect(ends.values.reduce(0, +) == 10)
+        await reader.close()
+        await producer.shutdown()
+    }
+
+    @Test("a group consumer receives its assignment, then every message, and commits what it stored")
+    func groupConsumerCommits() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("jobs", partitions: 2)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        for index in 0..<20 {
+            try await producer.send(topic: "jobs", key: Array("k\(index)".utf8), value: Array("\(index)".utf8))
+        }
+        // In the mock, a member leaving arms a rebalance of session.timeout.ms - 1 s.
+        var configuration = cluster.configuration
+        configuration.properties["session.timeout.ms"] = "6000"
+        let consumer = try KafkaConsumer(configuration: configuration, groupID: "g", topics: ["jobs"])
+        var assigned: [TopicPartition] = []
+        var values: Set<String> = []
+        for await event in consumer {
+            switch event {
+            case .assigned(let partitions): assigned += partitions
+            case .revoked: break
+            case .message(let message):
+                values.insert(String(decoding: message.value ?? [], as: UTF8.self))
+                #expect(consumer.storeOffset(message.offset + 1, for: message.topicPartition) == nil)
+            }
+            if values.count == 20 { break }
+        }
+        #expect(Set(assigned.map(\.partition)) == [0, 1])
+        await consumer.close()
+
+        // A second member of the same group starts after the committed offsets: nothing left.
+        try await producer.send(topic: "jobs", key: Array("late".utf8), value: Array("late".utf8))
+        let second = try KafkaConsumer(configuration: configuration, groupID: "g", topics: ["jobs"])
+        for await event in second {
+            if case .message(let message) = event {
+                #expect(String(decoding: message.value ?? [], as: UTF8.self) == "late")
+                break
+            }
+        }
+        await second.close()
+        await producer.shutdown()
+    }
+
+    @Test("a send the broker cannot take within message.timeout.ms fails with a timeout")
+    func sendTimesOutWhenBrokerIsDown() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("t", partitions: 1)
+        var configuration = cluster.configuration
+        configuration.properties["message.timeout.ms"] = "1000"
+        let producer = try KafkaProducer(configuration: configuration)
+        try await producer.send(topic: "t", key: nil, value: Array("warm".utf8))
+        cluster.setBrokerDown()
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.send(topic: "t", key: nil, value: Array("lost".utf8))
+        }
+        #expect(error?.isTimeout == true)
+        cluster.setBrokerUp()
+        await producer.shutdown()
+    }
+}
