@@ -36,7 +36,7 @@ public struct ParamsSchema: Sendable, Hashable {
         /// A JSON pointer into the request body, e.g. `/params/steps`.
         public var pointer: String
         public var detail: String
-        public var description: String { "\(pointer): \(detail)" }
+        public var description: String { pointer.isEmpty ? detail : "\(pointer): \(detail)" }
 
         public init(pointer: String, detail: String) {
             self.pointer = pointer

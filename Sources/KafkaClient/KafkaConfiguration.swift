@@ -1,4 +1,5 @@
 internal import CKafka
+import Foundation
 
 /// How to reach a cluster, plus any librdkafka property passed through untouched,
 /// so SASL/TLS clusters and tuning work without code changes.
@@ -42,4 +43,29 @@ func makeNativeConfiguration(_ properties: [String: String]) throws(KafkaError) 
 /// The NUL-terminated text librdkafka wrote into an error buffer.
 func string(fromCBuffer buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension KafkaConfiguration {
+    /// librdkafka properties from `KAFKA_*` environment variables:
+    /// `KAFKA_SECURITY_PROTOCOL=SASL_SSL` becomes `security.protocol=SASL_SSL`.
+    public static func properties(fromEnvironment environment: [String: String]) -> [String: String] {
+        var properties: [String: String] = [:]
+        for (name, value) in environment where name.hasPrefix("KAFKA_") && name.count > 6 {
+            let key = name.dropFirst(6).lowercased().replacingOccurrences(of: "_", with: ".")
+            properties[key] = value
+        }
+        return properties
+    }
+
+    /// librdkafka properties from `key=value` arguments (`--kafka linger.ms=5`).
+    public static func properties(fromAssignments assignments: [String]) throws(KafkaError) -> [String: String] {
+        var properties: [String: String] = [:]
+        for assignment in assignments {
+            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
+                throw .invalidConfiguration("expected key=value, got \(assignment)")
+            }
+            properties[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
+        }
+        return properties
+    }
 }

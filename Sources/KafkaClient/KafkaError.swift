@@ -31,6 +31,9 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message was not acknowledged before `message.timeout.ms`.
     public var isTimeout: Bool { code == "_MSG_TIMED_OUT" || code == "_TIMED_OUT" }
 
+    /// The client was shut down before the operation could complete.
+    public var isClientClosed: Bool { code == Self.closed.code }
+
     static let closed = KafkaError(code: "_CLIENT_CLOSED", message: "the Kafka client is shut down")
     static func invalidConfiguration(_ message: String) -> KafkaError {
         KafkaError(code: "_INVALID_CONFIG", message: message)

@@ -25,6 +25,7 @@ public final class KafkaProducer: Service, Sendable {
     private let deliveries: PendingDeliveries
     private let lifecycle: Mutex<Lifecycle> = Mutex(.running)
     private let logger: Logger
+    private let knownTopics: [String]
 
     /// running → stopping (flush, then resume the waiters) → stopped.
     enum Lifecycle {
@@ -42,7 +43,11 @@ public final class KafkaProducer: Service, Sendable {
         "queue.buffering.max.messages": "1000000",
     ]
 
-    public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "kafka.producer")) throws(KafkaError) {
+    /// - Parameter topics: the topics this producer will write; their metadata is
+    ///   fetched up front so the first send to each is not held up by the lookup
+    ///   (about a second otherwise).
+    public init(configuration: KafkaConfiguration, topics: [String] = [],
+                logger: Logger = Logger(label: "kafka.producer")) throws(KafkaError) {
         let deliveries = PendingDeliveries()
         let context = CallbackContext(logger: logger, handler: deliveries)
         self.client = try NativeClient(
@@ -54,6 +59,7 @@ public final class KafkaProducer: Service, Sendable {
         }
         self.deliveries = deliveries
         self.logger = logger
+        self.knownTopics = topics
         startPollThread()
     }
 
@@ -65,6 +71,11 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     private func pollUntilStopped() {
+        for topic in knownTopics {
+            if case .failure(let error) = partitionCount(client: client, topic: topic, timeoutMs: 5000) {
+                logger.warning("no metadata for topic yet", metadata: ["topic": "\(topic)", "error": "\(error)"])
+            }
+        }
         while true {
             let flushTimeout: Duration? = lifecycle.withLock { state in
                 if case .stopping(let timeout, _) = state { return timeout }
