@@ -1,0 +1,33 @@
+import Foundation
+import JobsCore
+import Logging
+
+/// What a handler gets besides its params: identity, a logger that carries the
+/// job's id, progress reporting, and cancellation.
+///
+/// Cancellation is ordinary Swift task cancellation: `Task.sleep`, `Task.checkCancellation()`
+/// and any cancellation-aware call end the handler when the job is cancelled, and
+/// ``progress(current:total:message:)`` throws `CancellationError` too.
+public struct JobContext: Sendable {
+    public let jobID: JobID
+    public let type: String
+    /// 1 for the first run, higher when the job is retried or re-run after a worker was lost.
+    public let attempt: Int
+    /// Carries `job.id`, `job.type` and `job.attempt` on every line.
+    public let logger: Logger
+    let reporter: @Sendable (JobProgress) throws -> Void
+
+    /// Reports progress; it is published at once as a new snapshot of the job.
+    /// Throws `CancellationError` when the job has been cancelled.
+    public func progress(current: Int, total: Int? = nil, message: String? = nil) async throws {
+        try Task.checkCancellation()
+        try reporter(JobProgress(current: current, total: total, message: message))
+    }
+
+    /// For long CPU-bound loops that make no other cancellable call.
+    public func checkCancellation() throws {
+        try Task.checkCancellation()
+    }
+
+    public var isCancelled: Bool { Task.isCancelled }
+}

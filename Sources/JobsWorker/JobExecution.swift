@@ -1,0 +1,196 @@
+import Dispatch
+import JobsCore
+import KafkaClient
+import Synchronization
+
+/// One run of one job on this worker: the snapshot it publishes, the handler's
+/// task, and why it was asked to stop, if it was.
+final class JobExecution: Sendable {
+    /// Why a running job is being stopped; a user's cancel wins over a hand-back.
+    enum StopReason: Sendable {
+        /// The user cancelled the job: it ends `cancelled`.
+        case cancelRequested
+        /// The worker is draining or lost the partition: the job goes back to
+        /// `queued` as the next attempt, for another worker to run.
+        case handBack
+    }
+
+    /// How a handler's run ended.
+    enum Outcome: Sendable {
+        case succeeded(JSONValue?)
+        case failed(JobError)
+        case cancelled
+        case handedBack
+    }
+
+    private struct State {
+        var snapshot: JobSnapshot
+        var stopReason: StopReason?
+        var task: Task<JSONValue?, any Error>?
+    }
+
+    let message: KafkaMessage
+    let jobID: JobID
+    private let state: Mutex<State>
+    /// Left once the job's final snapshot is published (or given up on); lets the
+    /// consumer's thread wait, blocking, during a revoke.
+    private let done = DispatchGroup()
+
+    init(message: KafkaMessage, snapshot: JobSnapshot) {
+        self.message = message
+        self.jobID = snapshot.id
+        self.state = Mutex(State(snapshot: snapshot))
+        done.enter()
+    }
+
+    var snapshot: JobSnapshot { state.withLock { $0.snapshot } }
+
+    /// Applies a transition to the current snapshot and returns the result.
+    func advance(_ transition: (JobSnapshot) throws -> JobSnapshot) rethrows -> JobSnapshot {
+        try state.withLock { state in
+            state.snapshot = try transition(state.snapshot)
+            return state.snapshot
+        }
+    }
+
+    func stop(_ reason: StopReason) {
+        let task = state.withLock { state -> Task<JSONValue?, any Error>? in
+            if state.stopReason != .cancelRequested { state.stopReason = reason }
+            return state.task
+        }
+        task?.cancel()
+    }
+
+    var stopReason: StopReason? { state.withLock { $0.stopReason } }
+
+    /// Runs the handler in a task of its own, so a cancel reaches it as Swift
+    /// task cancellation wherever it is.
+    func run(_ job: RegisteredJob, context: JobContext) async -> Outcome {
+        let params = snapshot.params
+        let task = Task { try await job.run(params, context) }
+        let stopAtOnce = state.withLock { state in
+            state.task = task
+            return state.stopReason != nil
+        }
+        if stopAtOnce { task.cancel() }
+        let result = await withTaskCancellationHandler {
+            await task.result
+        } onCancel: {
+            self.stop(.handBack)
+        }
+        switch (result, stopReason) {
+        case (.success(let value), _):
+            // A handler that finished despite a cancel did finish: report the truth.
+            return .succeeded(value)
+        case (.failure, .cancelRequested?):
+            return .cancelled
+        case (.failure, .handBack?):
+            return .handedBack
+        case (.failure(let error as JobError), nil):
+            return .failed(error)
+        case (.failure(let error), nil):
+            return .failed(JobError(code: "handler_error", message: String(describing: error)))
+        }
+    }
+
+    func markDone() { done.leave() }
+
+    /// Blocks the calling thread (never a pool thread) until done; `false` on timeout.
+    func waitDone(until deadline: DispatchTime) -> Bool {
+        done.wait(timeout: deadline) == .success
+    }
+}
+
+/// The jobs running on this worker, by id, and cancels that arrived before their job.
+final class RunningJobs: Sendable {
+    private struct State {
+        var executions: [JobID: JobExecution] = [:]
+        /// Cancels for jobs not (yet) running here; bounded, oldest forgotten first.
+        var earlyCancels: Set<JobID> = []
+        var earlyCancelOrder: [JobID] = []
+        var emptyWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextWaiterID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    private static let earlyCancelLimit = 100_000
+
+    /// Registers a job about to run; `true` if a cancel for it already arrived.
+    func insert(_ execution: JobExecution) -> Bool {
+        state.withLock { state in
+            state.executions[execution.jobID] = execution
+            return state.earlyCancels.contains(execution.jobID)
+        }
+    }
+
+    func remove(_ execution: JobExecution) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            if state.executions[execution.jobID] === execution {
+                state.executions.removeValue(forKey: execution.jobID)
+            }
+            guard state.executions.isEmpty else { return [] }
+            defer { state.emptyWaiters.removeAll() }
+            return Array(state.emptyWaiters.values)
+        }
+        waiters.forEach { $0.resume(returning: true) }
+    }
+
+    /// Stops the job if it runs here; otherwise remembers the cancel for when it arrives.
+    func requestCancel(_ id: JobID) {
+        let execution = state.withLock { state -> JobExecution? in
+            if let execution = state.executions[id] { return execution }
+            if state.earlyCancels.insert(id).inserted {
+                state.earlyCancelOrder.append(id)
+                if state.earlyCancelOrder.count > Self.earlyCancelLimit {
+                    state.earlyCancels.remove(state.earlyCancelOrder.removeFirst())
+                }
+            }
+            return nil
+        }
+        execution?.stop(.cancelRequested)
+    }
+
+    func executions(in partitions: Set<TopicPartition>) -> [JobExecution] {
+        state.withLock { $0.executions.values.filter { partitions.contains($0.message.topicPartition) } }
+    }
+
+    var all: [JobExecution] { state.withLock { Array($0.executions.values) } }
+
+    var count: Int { state.withLock { $0.executions.count } }
+
+    /// Waits until no job runs here; `false` on timeout.
+    func waitUntilEmpty(timeout: Duration) async -> Bool {
+        let id: UInt64? = state.withLock { state in
+            if state.executions.isEmpty { return nil }
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        guard let id else { return true }
+        return await withTaskGroup(of: Bool?.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let empty = self.state.withLock { state -> Bool in
+                        if state.executions.isEmpty { return true }
+                        state.emptyWaiters[id] = continuation
+                        return false
+                    }
+                    if empty { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                self.state.withLock { $0.emptyWaiters.removeValue(forKey: id) }?.resume(returning: false)
+                return nil
+            }
+            var outcome = false
+            for await result in group {
+                if let result {
+                    outcome = result
+                    group.cancelAll()
+                    break
+                }
+            }
+            return outcome
+        }
+    }
+}

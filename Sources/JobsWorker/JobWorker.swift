@@ -1,0 +1,270 @@
+import Dispatch
+import Foundation
+import JobsCore
+import KafkaClient
+import Logging
+import ServiceLifecycle
+
+/// A worker: joins the group on the commands topic, runs jobs up to its
+/// concurrency, stops them on cancel commands, and publishes a snapshot of every
+/// change. Run it in a `ServiceGroup`; on graceful shutdown it drains.
+///
+/// Delivery, in short (docs/delivery.md has the whole argument): a command's
+/// offset is committed only after its job's final snapshot is acknowledged, so a
+/// crash re-delivers every unfinished job; before running a command the worker
+/// consults the status topic, so a finished job is never run again.
+public final class JobWorker: Service {
+    private let configuration: WorkerConfiguration
+    private let registry: JobRegistry
+    private let logger: Logger
+
+    public init(configuration: WorkerConfiguration, registry: JobRegistry = .builtin,
+                logger: Logger = Logger(label: "jobs.worker")) {
+        self.configuration = configuration
+        self.registry = registry
+        var logger = logger
+        logger[metadataKey: "worker.id"] = "\(configuration.workerID)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let kafka = configuration.kafka
+        let topics = configuration.topics
+        let producer = try KafkaProducer(configuration: kafka, topics: [topics.status], logger: logger)
+        let statusReader = try KafkaTopicReader(configuration: kafka, topic: topics.status, from: .beginning, logger: logger)
+        let controlReader = try KafkaTopicReader(configuration: kafka, topic: topics.control, from: .end, logger: logger)
+        let ledger = StatusLedger(logger: logger)
+        let running = RunningJobs()
+        let tracker = OffsetTracker()
+        let publisher = StatusPublisher(producer: producer, topic: topics.status, ledger: ledger, logger: logger)
+
+        var consumerKafka = kafka
+        consumerKafka.properties = WorkerConfiguration.consumerDefaults.merging(kafka.properties) { _, user in user }
+        let consumer = try KafkaConsumer(
+            configuration: consumerKafka, groupID: configuration.groupID, topics: [topics.commands],
+            listener: PartitionHandover(tracker: tracker, running: running, timeout: configuration.revokeTimeout, logger: logger),
+            bufferCapacity: configuration.concurrency * 2, logger: logger
+        )
+        logger.info("worker started", metadata: [
+            "group": "\(configuration.groupID)", "concurrency": "\(configuration.concurrency)",
+            "types": "\(registry.descriptors.map(\.name).joined(separator: ","))",
+        ])
+
+        let followers = Task {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await ledger.follow(statusReader) }
+                group.addTask { await Self.followCancels(controlReader, running: running, logger: self.logger) }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        consumer.commit()
+                    }
+                }
+            }
+        }
+
+        let slots = AsyncSemaphore(value: configuration.concurrency)
+        let runner = Runner(configuration: configuration, registry: registry, ledger: ledger, running: running,
+                            tracker: tracker, publisher: publisher, consumer: consumer, logger: logger)
+        // Intake stops at graceful shutdown; jobs already running are drained below.
+        await cancelWhenGracefulShutdown {
+            await runner.takeCommands(from: consumer, statusReader: statusReader, slots: slots)
+        }
+
+        logger.info("draining", metadata: ["running": "\(running.count)", "timeout": "\(configuration.drainTimeout)"])
+        if await !running.waitUntilEmpty(timeout: configuration.drainTimeout) {
+            logger.warning("drain timeout: handing running jobs back", metadata: ["running": "\(running.count)"])
+            running.all.forEach { $0.stop(.handBack) }
+            _ = await running.waitUntilEmpty(timeout: .seconds(10))
+        }
+        await consumer.close()
+        followers.cancel()
+        await statusReader.close()
+        await controlReader.close()
+        await followers.value
+        await producer.shutdown()
+        logger.info("worker stopped")
+    }
+
+    private static func followCancels(_ reader: KafkaTopicReader, running: RunningJobs, logger: Logger) async {
+        let decoder = WireFormat.decoder()
+        for await message in reader {
+            guard let value = message.value, let command = try? decoder.decode(ControlCommand.self, from: Data(value)) else { continue }
+            switch command.kind {
+            case .cancel:
+                logger.debug("cancel received", metadata: ["job.id": "\(command.jobID)"])
+                running.requestCancel(command.jobID)
+            }
+        }
+    }
+}
+
+/// The worker's run loop: takes commands while slots are free and runs each job
+/// to its final snapshot.
+private struct Runner: Sendable {
+    let configuration: WorkerConfiguration
+    let registry: JobRegistry
+    let ledger: StatusLedger
+    let running: RunningJobs
+    let tracker: OffsetTracker
+    let publisher: StatusPublisher
+    let consumer: KafkaConsumer
+    let logger: Logger
+
+    func takeCommands(from consumer: KafkaConsumer, statusReader: KafkaTopicReader, slots: AsyncSemaphore) async {
+        for await event in consumer {
+            switch event {
+            case .assigned(let partitions):
+                // Know what already happened to these partitions' jobs before acting on them.
+                let caughtUp = await ledger.catchUp(with: statusReader, timeout: .seconds(30))
+                logger.info("ready for assigned partitions", metadata: ["partitions": "\(partitions)", "statusCaughtUp": "\(caughtUp)"])
+            case .revoked:
+                break
+            case .message(let message):
+                guard await slots.acquire() else { return }
+                guard tracker.begin(message) else {
+                    slots.release()
+                    continue
+                }
+                // Tracked in `running` and drained explicitly, so intake can stop
+                // at shutdown without cancelling the jobs themselves.
+                Task {
+                    await execute(message)
+                    slots.release()
+                }
+            }
+        }
+    }
+
+    /// Runs one command to its end. The offset is stored only once the final
+    /// snapshot is acknowledged and the job is not being handed back.
+    func execute(_ message: KafkaMessage) async {
+        guard let value = message.value,
+              let command = try? WireFormat.decode(StartJobCommand.self, from: value)
+        else {
+            logger.error("skipping undecodable command", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
+            finish(message)
+            return
+        }
+        var job = command.job
+        var jobLogger = logger
+        jobLogger[metadataKey: "job.id"] = "\(job.id)"
+        jobLogger[metadataKey: "job.type"] = "\(job.type)"
+
+        if let known = ledger[job.id] {
+            if known.status.isTerminal {
+                jobLogger.info("job already finished; not running it again", metadata: ["status": "\(known.status)"])
+                finish(message)
+                return
+            }
+            // A job seen running before was interrupted (its worker died): this is the next attempt.
+            job.attempt = known.status == .queued ? max(known.attempt, job.attempt) : known.attempt + 1
+            job.cancelRequested = job.cancelRequested || known.cancelRequested
+        }
+        jobLogger[metadataKey: "job.attempt"] = "\(job.attempt)"
+
+        let execution = JobExecution(message: message, snapshot: job)
+        let cancelledEarly = running.insert(execution)
+        defer {
+            running.remove(execution)
+            execution.markDone()
+        }
+
+        if cancelledEarly || job.cancelRequested {
+            jobLogger.info("job cancelled before it started")
+            await conclude(execution, logger: jobLogger) { try $0.cancelled() }
+            return
+        }
+        guard let handler = registry[job.type] else {
+            let error = JobError(code: "unknown_type", message: "no handler for job type \(job.type) on this worker")
+            await conclude(execution, logger: jobLogger) { try $0.failed(error) }
+            return
+        }
+        let violations = handler.descriptor.params.violations(of: job.params)
+        guard violations.isEmpty else {
+            let error = JobError(code: "invalid_params", message: violations.map(\.description).joined(separator: "; "))
+            await conclude(execution, logger: jobLogger) { try $0.failed(error) }
+            return
+        }
+
+        let started: JobSnapshot
+        do {
+            started = try execution.advance { try $0.started(attempt: job.attempt, by: configuration.workerID) }
+        } catch {
+            jobLogger.error("cannot start job", metadata: ["error": "\(error)"])
+            finish(message)
+            return
+        }
+        publisher.post(started)
+        jobLogger.debug("job started")
+
+        let context = JobContext(jobID: job.id, type: job.type, attempt: job.attempt, logger: jobLogger) { progress in
+            publisher.post(try execution.advance { try $0.reporting(progress) })
+        }
+        let outcome = await execution.run(handler, context: context)
+        switch outcome {
+        case .succeeded(let result): await conclude(execution, logger: jobLogger) { try $0.succeeded(result: result) }
+        case .failed(let error): await conclude(execution, logger: jobLogger) { try $0.failed(error) }
+        case .cancelled: await conclude(execution, logger: jobLogger) { try $0.cancelled() }
+        case .handedBack:
+            // Published so the next owner runs it as the next attempt; the offset is
+            // deliberately not stored, so the command is delivered again.
+            guard let requeued = try? execution.advance({ try $0.requeued() }) else { return }
+            _ = await publisher.publish(requeued)
+            jobLogger.info("job handed back", metadata: ["next.attempt": "\(requeued.attempt)"])
+        }
+    }
+
+    /// Publishes the job's final snapshot and, once acknowledged, lets its offset be committed.
+    private func conclude(_ execution: JobExecution, logger: Logger, _ transition: (JobSnapshot) throws -> JobSnapshot) async {
+        let final: JobSnapshot
+        do {
+            final = try execution.advance(transition)
+        } catch {
+            logger.error("invalid final transition", metadata: ["error": "\(error)"])
+            return
+        }
+        guard await publisher.publish(final) else {
+            logger.warning("final snapshot not published; the job will be delivered again")
+            return
+        }
+        logger.info("job finished", metadata: ["status": "\(final.status)"])
+        finish(execution.message)
+    }
+
+    private func finish(_ message: KafkaMessage) {
+        if let offset = tracker.finish(message) {
+            consumer.storeOffset(offset, for: message.topicPartition)
+        }
+    }
+}
+
+/// Handles rebalances on the consumer's thread: before partitions go to another
+/// worker, their running jobs get a bounded time to finish, then are handed back,
+/// so two workers never run the same job at once.
+private struct PartitionHandover: RebalanceListener {
+    let tracker: OffsetTracker
+    let running: RunningJobs
+    let timeout: Duration
+    let logger: Logger
+
+    func partitionsAssigned(_ partitions: [TopicPartition]) {
+        tracker.assigned(partitions)
+    }
+
+    func partitionsRevoked(_ partitions: [TopicPartition]) {
+        tracker.startRevoking(partitions)
+        let affected = running.executions(in: Set(partitions))
+        if !affected.isEmpty {
+            let deadline = DispatchTime.now() + .milliseconds(Int(timeout.components.seconds * 1000))
+            let unfinished = affected.filter { !$0.waitDone(until: deadline) }
+            if !unfinished.isEmpty {
+                logger.info("handing back jobs of revoked partitions", metadata: ["jobs": "\(unfinished.count)"])
+                unfinished.forEach { $0.stop(.handBack) }
+                let handBackDeadline = DispatchTime.now() + .seconds(5)
+                unfinished.forEach { _ = $0.waitDone(until: handBackDeadline) }
+            }
+        }
+        tracker.removed(partitions)
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import JobsCore
+import KafkaClient
+import Logging
+import Synchronization
+
+/// What a worker knows of every job's history, folded from the status topic.
+///
+/// It answers the question a new partition owner must ask about every command
+/// past the last committed offset: has this job already finished (never run it
+/// again), was a cancel asked for (end it without running), and which attempt
+/// comes next. Only the fields needed for that are kept.
+final class StatusLedger: Sendable {
+    private let table = Mutex(JobTable())
+    let offsets = ConsumedOffsets()
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    subscript(id: JobID) -> JobSnapshot? { table.withLock { $0[id] } }
+
+    /// Folds the status topic until the reader is closed.
+    func follow(_ reader: KafkaTopicReader) async {
+        let decoder = WireFormat.decoder()
+        for await message in reader {
+            if let value = message.value {
+                do {
+                    let snapshot = try decoder.decode(JobSnapshot.self, from: Data(value))
+                    record(snapshot)
+                } catch {
+                    logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
+                }
+            }
+            offsets.advance(past: message)
+        }
+    }
+
+    /// Also called with the worker's own snapshots as it publishes them, so its
+    /// next decision doesn't wait for the round trip through the topic.
+    func record(_ snapshot: JobSnapshot) {
+        var compact = snapshot
+        compact.params = .null
+        compact.result = nil
+        compact.progress = nil
+        compact.error = nil
+        table.withLock { _ = $0.apply(compact) }
+    }
+
+    /// Waits until everything on the status topic now is folded in.
+    func catchUp(with reader: KafkaTopicReader, timeout: Duration) async -> Bool {
+        do {
+            let ends = try await reader.endOffsets(timeout: timeout)
+            return await offsets.wait(until: ends, timeout: timeout)
+        } catch {
+            logger.warning("could not read the status topic's end offsets", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+}

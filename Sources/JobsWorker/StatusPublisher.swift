@@ -1,0 +1,52 @@
+import Foundation
+import JobsCore
+import KafkaClient
+import Logging
+
+/// Publishes job snapshots on the status topic, keyed by job id.
+struct StatusPublisher: Sendable {
+    let producer: KafkaProducer
+    let topic: String
+    let ledger: StatusLedger
+    let logger: Logger
+
+    /// For intermediate snapshots (running, progress): queued at once, not awaited.
+    /// Per-key ordering puts it before the job's final snapshot.
+    func post(_ snapshot: JobSnapshot) {
+        ledger.record(snapshot)
+        do {
+            try producer.post(topic: topic, key: Array(snapshot.id.rawValue.utf8), value: WireFormat.encode(snapshot))
+        } catch {
+            logger.warning("status event not queued", metadata: ["job.id": "\(snapshot.id)", "error": "\(error)"])
+        }
+    }
+
+    /// For final snapshots: awaits the broker's acknowledgement, retrying with
+    /// backoff while the broker is unreachable. Returns `false` only once the
+    /// producer is shut down: the command's offset then stays uncommitted, so the
+    /// job is delivered again rather than lost.
+    func publish(_ snapshot: JobSnapshot) async -> Bool {
+        ledger.record(snapshot)
+        let value: [UInt8]
+        do {
+            value = try WireFormat.encode(snapshot)
+        } catch {
+            logger.error("cannot encode snapshot", metadata: ["job.id": "\(snapshot.id)", "error": "\(error)"])
+            return false
+        }
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                try await producer.send(topic: topic, key: Array(snapshot.id.rawValue.utf8), value: value)
+                return true
+            } catch where error.isClientClosed {
+                return false
+            } catch {
+                logger.warning("status event not acknowledged; retrying",
+                               metadata: ["job.id": "\(snapshot.id)", "status": "\(snapshot.status)", "error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import JobsCore
+import KafkaClient
+
+/// Everything a worker process needs to know; every field has a sensible default
+/// except where the cluster is.
+public struct WorkerConfiguration: Sendable {
+    public var kafka: KafkaConfiguration
+    public var topics: TopicNames
+    /// The consumer group that shares the commands topic: one per deployment.
+    public var groupID: String
+    /// Shown in snapshots (`workerID`) and logs.
+    public var workerID: String
+    /// Jobs run at once by this process.
+    public var concurrency: Int
+    /// On SIGTERM, how long running jobs may take to finish before they are
+    /// stopped and handed back to be run again.
+    public var drainTimeout: Duration
+    /// On a rebalance, how long jobs of partitions taken away may take to finish
+    /// before they are handed back.
+    public var revokeTimeout: Duration
+
+    public init(
+        kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), groupID: String = "jobs-workers",
+        workerID: String = WorkerConfiguration.defaultWorkerID(), concurrency: Int = 16,
+        drainTimeout: Duration = .seconds(30), revokeTimeout: Duration = .seconds(3)
+    ) {
+        self.kafka = kafka
+        self.topics = topics
+        self.groupID = groupID
+        self.workerID = workerID
+        self.concurrency = max(1, concurrency)
+        self.drainTimeout = drainTimeout
+        self.revokeTimeout = revokeTimeout
+    }
+
+    /// `host-pid`, unique among the processes of one machine.
+    public static func defaultWorkerID() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    /// Consumer settings for the commands topic. The session timeout bounds how
+    /// long a crashed worker's jobs wait before the group hands them to another
+    /// worker (see docs/delivery.md).
+    static let consumerDefaults: [String: String] = [
+        "session.timeout.ms": "6000",
+        "heartbeat.interval.ms": "1500",
+    ]
+}
