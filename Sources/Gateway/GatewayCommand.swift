@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import JobsCore
+import JobsGateway
+import JobsWorker
+import KafkaClient
+import Logging
+import ServiceLifecycle
+
+/// `gateway`: the HTTP API in front of Kafka; `gateway --embedded` runs the
+/// whole system in one process for development.
+@main
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Accepts jobs over HTTP, publishes them to Kafka, and serves their status.",
+        discussion: """
+            Every option can also be set with the environment variable named after it \
+            (JOBS_BROKERS, JOBS_PORT, ...). Any librdkafka property passes through with \
+            --kafka key=value or a KAFKA_ variable (KAFKA_SECURITY_PROTOCOL=SASL_SSL).
+            """
+    )
+
+    @Flag(help: "Start an in-memory broker and in-process workers. Nothing is durable.")
+    var embedded = false
+
+    @Option(help: "Kafka bootstrap servers, host:port[,host:port]. [env: JOBS_BROKERS]")
+    var brokers: String?
+
+    @Option(help: "Address to listen on. [env: JOBS_HOST] (default: 127.0.0.1)")
+    var host: String?
+
+    @Option(help: "HTTP port. [env: JOBS_PORT] (default: 8080)")
+    var port: Int?
+
+    @Option(help: "Prefix of the topic names. [env: JOBS_TOPIC_PREFIX] (default: jobs)")
+    var topicPrefix: String?
+
+    @Option(name: .customLong("kafka"), help: "A librdkafka property, key=value; repeatable.")
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Milliseconds Kafka may take to acknowledge a command before the request gets 503. [env: JOBS_COMMAND_TIMEOUT_MS] (default: 5000)")
+    var commandTimeoutMs: Int?
+
+    @Option(help: "Largest request body in bytes. [env: JOBS_MAX_BODY_BYTES] (default: 65536)")
+    var maxBodyBytes: Int?
+
+    @Option(help: "Create the topics at start-up if missing. [env: JOBS_CREATE_TOPICS] (default: true)")
+    var createTopics: Bool?
+
+    @Option(help: "Partitions of each topic, when created here. [env: JOBS_PARTITIONS] (default: 6)")
+    var partitions: Int?
+
+    @Option(help: "Replication factor of each topic, when created here. [env: JOBS_REPLICATION_FACTOR] (default: 1)")
+    var replicationFactor: Int?
+
+    @Option(help: "Embedded mode: jobs run at once by the in-process worker. (default: 16)")
+    var workerConcurrency: Int = 16
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: JOBS_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let level = Logger.Level(rawValue: logLevel ?? env["JOBS_LOG_LEVEL"] ?? "info") ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "jobs.gateway")
+
+        let topics = TopicNames(prefix: topicPrefix ?? env["JOBS_TOPIC_PREFIX"] ?? "jobs")
+        let partitionCount = Int32(partitions ?? env["JOBS_PARTITIONS"].flatMap(Int.init) ?? 6)
+        var properties = KafkaConfiguration.properties(fromEnvironment: env)
+        properties.merge(try KafkaConfiguration.properties(fromAssignments: kafkaProperties)) { _, flag in flag }
+
+        var cluster: EmbeddedKafkaCluster?
+        let bootstrap: String
+        if embedded {
+            let embeddedCluster = try EmbeddedKafkaCluster()
+            for topic in topics.all { try embeddedCluster.createTopic(topic, partitions: partitionCount) }
+            cluster = embeddedCluster
+            bootstrap = embeddedCluster.bootstrapServers
+        } else {
+            guard let given = brokers ?? env["JOBS_BROKERS"] else {
+                throw ValidationError("give --brokers (or JOBS_BROKERS), or run with --embedded")
+            }
+            bootstrap = given
+        }
+        let kafka = KafkaConfiguration(bootstrapServers: bootstrap, properties: properties)
+
+        if !embedded, createTopics ?? env["JOBS_CREATE_TOPICS"].map({ $0 != "false" }) ?? true {
+            let replication = Int32(replicationFactor ?? env["JOBS_REPLICATION_FACTOR"].flatMap(Int.init) ?? 1)
+            try await KafkaAdmin.createTopics(topicSpecs(topics, partitions: partitionCount, replication: replication),
+                                              configuration: kafka, logger: logger)
+            logger.info("topics ready", metadata: ["topics": "\(topics.all)"])
+        }
+
+        let configuration = GatewayConfiguration(
+            kafka: kafka, topics: topics,
+            host: host ?? env["JOBS_HOST"] ?? "127.0.0.1",
+            port: port ?? env["JOBS_PORT"].flatMap(Int.init) ?? 8080,
+            commandTimeout: .milliseconds(commandTimeoutMs ?? env["JOBS_COMMAND_TIMEOUT_MS"].flatMap(Int.init) ?? 5000),
+            maxBodyBytes: maxBodyBytes ?? env["JOBS_MAX_BODY_BYTES"].flatMap(Int.init) ?? 64 * 1024
+        )
+
+        var extraServices: [any Service] = []
+        if embedded {
+            let worker = JobWorker(
+                configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "embedded-\(ProcessInfo.processInfo.processIdentifier)",
+                                                   concurrency: workerConcurrency),
+                logger: Logger(label: "jobs.worker")
+            )
+            extraServices.append(worker)
+            printEmbeddedBanner(bootstrap: bootstrap, configuration: configuration)
+        }
+        let app = try buildGateway(configuration: configuration, extraServices: extraServices, logger: logger)
+        try await app.runService()
+        withExtendedLifetime(cluster) {}
+    }
+
+    private func printEmbeddedBanner(bootstrap: String, configuration: GatewayConfiguration) {
+        let banner = """
+
+            ┌──────────────────────────────────────────────────────────────────────┐
+              EMBEDDED MODE: in-memory Kafka broker. NOTHING IS DURABLE: every job
+              and its status is gone when this process stops. For development only.
+
+              HTTP API      http://\(configuration.host):\(configuration.port)
+              Kafka broker  \(bootstrap)
+              More workers  worker --brokers \(bootstrap)
+            └──────────────────────────────────────────────────────────────────────┘
+
+            """
+        FileHandle.standardError.write(Data(banner.utf8))
+    }
+}
+
+/// The three topics and their broker-side settings: the status topic is compacted
+/// (the latest snapshot of each job is all a reader needs).
+func topicSpecs(_ topics: TopicNames, partitions: Int32, replication: Int32) -> [TopicSpec] {
+    [
+        TopicSpec(name: topics.commands, partitions: partitions, replicationFactor: replication),
+        TopicSpec(name: topics.control, partitions: partitions, replicationFactor: replication),
+        TopicSpec(name: topics.status, partitions: partitions, replicationFactor: replication,
+                  configs: ["cleanup.policy": "compact"]),
+    ]
+}

@@ -1,0 +1,34 @@
+import Hummingbird
+import JobsCore
+import KafkaClient
+import Logging
+import ServiceLifecycle
+
+/// Builds the gateway: its Kafka clients, the job view and the HTTP server, as
+/// one Hummingbird application.
+///
+/// `extraServices` run beside them (embedded mode adds the workers); they start
+/// before the server and stop after it, and the producer stops last so it can
+/// flush.
+public func buildGateway(
+    configuration: GatewayConfiguration, extraServices: [any Service] = [], logger: Logger = Logger(label: "jobs.gateway")
+) throws -> some ApplicationProtocol {
+    let producer = try KafkaProducer(configuration: configuration.producerConfiguration,
+                                     topics: configuration.topics.all, logger: logger)
+    let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger)
+    let router = Router()
+    router.add(middleware: ProblemMiddleware(bodyLimit: configuration.maxBodyBytes, logger: logger))
+    JobRoutes(
+        view: view,
+        commands: JobCommands(producer: producer, topics: configuration.topics),
+        jobTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
+        configuration: configuration,
+        logger: logger
+    ).register(on: router)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
+        services: [producer, view] + extraServices,
+        logger: logger
+    )
+}

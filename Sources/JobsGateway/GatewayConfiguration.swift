@@ -1,0 +1,44 @@
+import JobsCore
+import KafkaClient
+
+/// Everything the gateway needs to know; all but the cluster have defaults.
+public struct GatewayConfiguration: Sendable {
+    public var kafka: KafkaConfiguration
+    public var topics: TopicNames
+    public var host: String
+    public var port: Int
+    /// How long a command may take to be acknowledged by Kafka before the request
+    /// is answered `503` (it becomes the producer's `message.timeout.ms`).
+    public var commandTimeout: Duration
+    /// The largest request body accepted.
+    public var maxBodyBytes: Int
+    /// The job types the gateway accepts, with the params each one takes.
+    public var jobTypes: [JobTypeDescriptor]
+    /// On a `GET` miss, how long to wait for the view to catch up with the status
+    /// topic before answering 404 (read-your-writes across gateway replicas).
+    public var catchUpTimeout: Duration
+
+    public init(
+        kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
+        commandTimeout: Duration = .seconds(5), maxBodyBytes: Int = 64 * 1024,
+        jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2)
+    ) {
+        self.kafka = kafka
+        self.topics = topics
+        self.host = host
+        self.port = port
+        self.commandTimeout = commandTimeout
+        self.maxBodyBytes = maxBodyBytes
+        self.jobTypes = jobTypes
+        self.catchUpTimeout = catchUpTimeout
+    }
+
+    /// The producer's settings: the command deadline bounds every delivery.
+    var producerConfiguration: KafkaConfiguration {
+        var configuration = kafka
+        if configuration.properties["message.timeout.ms"] == nil {
+            configuration.properties["message.timeout.ms"] = "\(commandTimeout.components.seconds * 1000)"
+        }
+        return configuration
+    }
+}

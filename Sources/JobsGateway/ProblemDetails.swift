@@ -1,0 +1,134 @@
+import Foundation
+import Hummingbird
+import JobsCore
+import Logging
+import NIOCore
+
+/// An RFC 9457 problem: every error the gateway answers has this body, with a
+/// stable `type` a client can branch on (the list is in docs/api.md).
+public struct ProblemDetails: Error, Sendable, Codable, HTTPResponseError {
+    public var type: String
+    public var title: String
+    /// The HTTP status code, repeated in the body as RFC 9457 asks.
+    public var statusCode: Int
+    public var detail: String
+    /// Which fields were refused, as JSON pointers into the request body.
+    public var errors: [ParamsSchema.Violation]?
+    /// For an unknown job type: the types that exist.
+    public var knownTypes: [String]?
+    /// Sent as a header, not in the body.
+    public var retryAfterSeconds: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case type, title, statusCode = "status", detail, errors, knownTypes
+    }
+
+    public init(type: String, title: String, status: HTTPResponse.Status, detail: String,
+                errors: [ParamsSchema.Violation]? = nil, knownTypes: [String]? = nil, retryAfterSeconds: Int? = nil) {
+        self.type = type
+        self.title = title
+        self.statusCode = status.code
+        self.detail = detail
+        self.errors = errors
+        self.knownTypes = knownTypes
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var status: HTTPResponse.Status { HTTPResponse.Status(code: statusCode) }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfterSeconds { headers[.retryAfter] = "\(retryAfterSeconds)" }
+        let body = try JSONEncoder().encode(self)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+extension ProblemDetails {
+    static let typeBase = "/problems/"
+
+    static func malformedJSON(_ detail: String) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "malformed-json", title: "Malformed JSON", status: .badRequest, detail: detail)
+    }
+
+    static func invalidRequest(_ violations: [ParamsSchema.Violation]) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "invalid-request", title: "Invalid request", status: .badRequest,
+                       detail: violations.map(\.description).joined(separator: "; "), errors: violations)
+    }
+
+    static func unknownJobType(_ name: String, known: [String]) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "unknown-job-type", title: "Unknown job type", status: .badRequest,
+                       detail: "no job type is named \(name); known types: \(known.joined(separator: ", "))",
+                       errors: [.init(pointer: "/type", detail: "is not a known job type")], knownTypes: known)
+    }
+
+    static func invalidParams(type: String, _ violations: [ParamsSchema.Violation]) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "invalid-params", title: "Invalid params", status: .badRequest,
+                       detail: "params refused by job type \(type): " + violations.map(\.description).joined(separator: "; "),
+                       errors: violations)
+    }
+
+    static func unsupportedMediaType(_ given: String) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "unsupported-media-type", title: "Unsupported media type",
+                       status: .unsupportedMediaType, detail: "send the body as application/json, not \(given)")
+    }
+
+    static func bodyTooLarge(limit: Int) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "body-too-large", title: "Body too large", status: .contentTooLarge,
+                       detail: "the request body is over the limit of \(limit) bytes")
+    }
+
+    static func jobNotFound(_ id: String) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "job-not-found", title: "Job not found", status: .notFound,
+                       detail: "no job has the id \(id)")
+    }
+
+    static func jobFinished(_ snapshot: JobSnapshot) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "job-finished", title: "Job already finished", status: .conflict,
+                       detail: "job \(snapshot.id) already ended \(snapshot.status.rawValue); it can't be cancelled")
+    }
+
+    static func brokerUnavailable(_ detail: String) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "broker-unavailable", title: "Broker unavailable", status: .serviceUnavailable,
+                       detail: detail, retryAfterSeconds: 1)
+    }
+
+    static func notReady() -> ProblemDetails {
+        ProblemDetails(type: typeBase + "not-ready", title: "Not ready", status: .serviceUnavailable,
+                       detail: "the job view has not caught up with the status topic yet", retryAfterSeconds: 1)
+    }
+
+    /// For plain HTTP errors (no such route, wrong method) `about:blank` is the
+    /// RFC's type: the status says it all.
+    static func http(_ status: HTTPResponse.Status, detail: String) -> ProblemDetails {
+        ProblemDetails(type: "about:blank", title: status.reasonPhrase, status: status, detail: detail)
+    }
+}
+
+/// Turns every error (ours, the router's, an unexpected one) into a problem
+/// body, so no client ever sees an empty or HTML error.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    let bodyLimit: Int
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as ProblemDetails {
+            throw problem
+        } catch is NIOTooManyBytesError {
+            throw ProblemDetails.bodyTooLarge(limit: bodyLimit)
+        } catch let error as any HTTPResponseError {
+            let detail: String = switch error.status {
+            case .notFound: "no route matches \(request.method) \(request.uri.path)"
+            case .methodNotAllowed: "\(request.method) is not allowed on \(request.uri.path)"
+            default: error.status.reasonPhrase
+            }
+            throw ProblemDetails.http(error.status, detail: detail)
+        } catch {
+            logger.error("unexpected error", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            throw ProblemDetails(type: ProblemDetails.typeBase + "internal-error", title: "Internal error",
+                                 status: .internalServerError, detail: "the gateway failed to handle this request")
+        }
+    }
+}
