@@ -1,0 +1,202 @@
+import Foundation
+import HTTPTypes
+import JobsCore
+import KafkaClient
+import JobsWorker
+import Testing
+
+@Suite("Jobs end to end, in one process", .timeLimit(.minutes(3)))
+struct EndToEndTests {
+    @Test("a noop job is accepted with 202 and a Location, then reaches succeeded")
+    func noopSucceeds() async throws {
+        let system = try TestCluster()
+        try await system.withGateway { client in
+            let reply = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#)
+            #expect(reply.status == .accepted)
+            let accepted = try reply.snapshot()
+            #expect(accepted.status == .queued)
+            #expect(accepted.attempt == 1)
+            #expect(reply.headers[.location] == "/jobs/\(accepted.id)")
+            let done = try await client.waitFor(accepted.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded)
+            #expect(done.workerID == "test-worker")
+            #expect(done.startedAt != nil && done.finishedAt != nil)
+        }
+    }
+
+    @Test("a sleep job publishes increasing progress after every step, then succeeds with its result")
+    func sleepReportsProgress() async throws {
+        let system = try TestCluster()
+        try await system.withGateway { client in
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":5,"stepMs":30}}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded)
+            #expect(done.result == ["steps": 5, "sleptMs": 150])
+
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.contains { $0.id == job.id && $0.status.isTerminal }
+            }.filter { $0.id == job.id }
+            let reported = events.compactMap { $0.status == .running ? $0.progress?.current : nil }
+            #expect(reported == [1, 2, 3, 4, 5], "progress as published: \(reported)")
+            #expect(events.first?.status == .queued)
+            #expect(events.last?.status == .succeeded)
+        }
+    }
+
+    @Test("a running job that is cancelled ends cancelled within one step")
+    func cancelStopsRunningJob() async throws {
+        let system = try TestCluster()
+        try await system.withGateway { client in
+            let stepMs = 300
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":100,"stepMs":\#(stepMs)}}"#)
+            try await client.waitFor(job.id) { ($0.progress?.current ?? 0) >= 1 }
+
+            let requestedAt = Date()
+            let reply = try await client.request(.post, "/jobs/\(job.id)/cancel")
+            #expect(reply.status == .accepted)
+            #expect(try reply.snapshot().cancelRequested)
+
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .cancelled)
+            let finishedAt = try #require(done.finishedAt)
+            #expect(finishedAt.timeIntervalSince(requestedAt) < Double(stepMs) / 1000, "cancel took \(finishedAt.timeIntervalSince(requestedAt)) s")
+            #expect((done.progress?.current ?? 0) < 100)
+
+            let again = try await client.request(.post, "/jobs/\(job.id)/cancel")
+            #expect(again.status == .conflict)
+            #expect(try again.problem().type == "/problems/job-finished")
+        }
+    }
+
+    struct Explosion: Error, CustomStringConvertible {
+        var description: String { "the fuse was too short" }
+    }
+
+    @Test("a job whose handler throws ends failed with the error's message, and the worker goes on")
+    func throwingHandlerFails() async throws {
+        var registry = JobRegistry.builtin
+        registry.register("explode", params: [String: Int].self) { _, _ -> Int in throw Explosion() }
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry) { client in
+            let job = try await client.submit(#"{"type":"explode"}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .failed)
+            #expect(done.error == JobError(code: "handler_error", message: "the fuse was too short"))
+
+            let next = try await client.submit(#"{"type":"noop"}"#)
+            #expect(try await client.waitFor(next.id) { $0.status.isTerminal }.status == .succeeded)
+        }
+    }
+
+    @Test("unknown ids answer 404 with a problem body")
+    func unknownIDIsNotFound() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            for path in ["/jobs/no-such-job", "/jobs/42"] {
+                let reply = try await client.request(.get, path)
+                #expect(reply.status == .notFound)
+                #expect(reply.headers[.contentType] == "application/problem+json")
+                #expect(try reply.problem().type == "/problems/job-not-found")
+            }
+            let cancel = try await client.request(.post, "/jobs/no-such-job/cancel")
+            #expect(cancel.status == .notFound)
+        }
+    }
+
+    @Test("health answers at once and ready once the view caught up")
+    func healthAndReadiness() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            #expect(try await client.request(.get, "/health").status == .ok)
+            let deadline = ContinuousClock.now + .seconds(10)
+            var ready = try await client.request(.get, "/ready")
+            while ready.status != .ok, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                ready = try await client.request(.get, "/ready")
+            }
+            #expect(ready.status == .ok)
+        }
+    }
+}
+
+@Suite("Bad input gets a problem body and creates nothing", .timeLimit(.minutes(2)))
+struct BadInputTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        let name: String
+        let body: String
+        let contentType: String
+        let status: HTTPResponse.Status
+        let type: String
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "malformed JSON", body: #"{"type": "noop""#, contentType: "application/json", status: .badRequest, type: "/problems/malformed-json"),
+        Case(name: "a body that is not an object", body: "[1,2]", contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
+        Case(name: "a missing type", body: #"{"params":{}}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
+        Case(name: "a type of the wrong JSON type", body: #"{"type":7}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
+        Case(name: "params that are not an object", body: #"{"type":"noop","params":"x"}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
+        Case(name: "an unknown field", body: #"{"type":"noop","priority":1}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
+        Case(name: "an unknown job type", body: #"{"type":"resize"}"#, contentType: "application/json", status: .badRequest, type: "/problems/unknown-job-type"),
+        Case(name: "params of the wrong type", body: #"{"type":"sleep","params":{"steps":"ten"}}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-params"),
+        Case(name: "params out of range", body: #"{"type":"sleep","params":{"steps":0}}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-params"),
+        Case(name: "an unknown param", body: #"{"type":"sleep","params":{"naps":3}}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-params"),
+        Case(name: "a body over the size limit", body: #"{"type":"noop","params":{"x":""# + String(repeating: "a", count: 70_000) + #""}}"#,
+             contentType: "application/json", status: .contentTooLarge, type: "/problems/body-too-large"),
+        Case(name: "a body that is not JSON", body: "type=noop", contentType: "application/x-www-form-urlencoded", status: .unsupportedMediaType, type: "/problems/unsupported-media-type"),
+    ]
+
+    @Test("every bad submission gets its 4xx problem, and no command or status event is published")
+    func badSubmissionsPublishNothing() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            for badCase in Self.cases {
+                let reply = try await client.request(.post, "/jobs", json: badCase.body, headers: [.contentType: badCase.contentType])
+                #expect(reply.status == badCase.status, "\(badCase.name): \(reply.text)")
+                #expect(reply.headers[.contentType] == "application/problem+json", "\(badCase.name)")
+                let problem = try reply.problem()
+                #expect(problem.type == badCase.type, "\(badCase.name)")
+                #expect(problem.status == badCase.status.code)
+                #expect(!problem.detail.isEmpty)
+            }
+            let unknownType = try await client.request(.post, "/jobs", json: #"{"type":"resize"}"#).problem()
+            #expect(unknownType.knownTypes == ["noop", "sleep"])
+            let badParams = try await client.request(.post, "/jobs", json: #"{"type":"sleep","params":{"steps":"ten"}}"#).problem()
+            #expect(badParams.errors?.map(\.pointer) == ["/params/steps"])
+        }
+        #expect(try await system.recordCount(system.topics.commands) == 0)
+        #expect(try await system.recordCount(system.topics.status) == 0)
+    }
+
+    @Test("an unknown route and a wrong method get problem bodies")
+    func unknownRoute() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            let missing = try await client.request(.get, "/nowhere")
+            #expect(missing.status == .notFound)
+            #expect(missing.headers[.contentType] == "application/problem+json")
+            #expect(try missing.problem().type == "about:blank")
+            let wrongMethod = try await client.request(.delete, "/jobs")
+            #expect(wrongMethod.status.code >= 400 && wrongMethod.status.code < 500)
+            #expect(wrongMethod.headers[.contentType] == "application/problem+json")
+        }
+    }
+
+    @Test("when Kafka can't take the command in time the answer is 503 with Retry-After, and no job exists")
+    func brokerDownGives503() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false, commandTimeout: .seconds(1)) { client in
+            let warm = try await client.submit(#"{"type":"noop"}"#)
+            system.cluster.setBrokerDown()
+            let reply = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#)
+            system.cluster.setBrokerUp()
+            #expect(reply.status == .serviceUnavailable)
+            #expect(reply.headers[.retryAfter] == "1")
+            #expect(try reply.problem().type == "/problems/broker-unavailable")
+            #expect(try await client.job(warm.id).status == .queued)
+        }
+        // Only the warm-up job's command and queued snapshot exist.
+        #expect(try await system.recordCount(system.topics.commands) == 1)
+        #expect(try await system.recordCount(system.topics.status) == 1)
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JobsCore
+import JobsGateway
+import JobsWorker
+import KafkaClient
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Testing
+
+/// A fresh embedded cluster with the job topics: one per test, so tests share nothing.
+struct TestCluster {
+    let cluster: EmbeddedKafkaCluster
+    let topics = TopicNames(prefix: "jobs")
+
+    init(partitions: Int32 = 3) throws {
+        cluster = try EmbeddedKafkaCluster(logger: .quiet)
+        for topic in topics.all { try cluster.createTopic(topic, partitions: partitions) }
+    }
+
+    var kafka: KafkaConfiguration { cluster.configuration }
+
+    /// Runs a live gateway (with an in-process worker unless `worker` is false) and
+    /// hands `body` a client for it.
+    func withGateway(
+        worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
+        workerConcurrency: Int = 8, _ body: @escaping @Sendable (GatewayClient) async throws -> Void
+    ) async throws {
+        let configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
+                                                 jobTypes: registry.descriptors)
+        var services: [any Service] = []
+        if worker {
+            services.append(JobWorker(
+                configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "test-worker",
+                                                   concurrency: workerConcurrency),
+                registry: registry, logger: .quiet
+            ))
+        }
+        let app = try buildGateway(configuration: configuration, extraServices: services, logger: .quiet)
+        try await app.test(.live) { client in
+            try await body(GatewayClient(client))
+        }
+    }
+
+    /// How many records `topic` holds, over all partitions.
+    func recordCount(_ topic: String) async throws -> Int64 {
+        let reader = try KafkaTopicReader(configuration: kafka, topic: topic, from: .end, logger: .quiet)
+        defer { Task { await reader.close() } }
+        return try await reader.endOffsets().values.reduce(0, +)
+    }
+
+    /// Every snapshot of the status topic, read independently of any gateway,
+    /// until `done` says enough or the time runs out.
+    func statusEvents(timeout: Duration, until done: @escaping @Sendable ([JobSnapshot]) -> Bool) async throws -> [JobSnapshot] {
+        let reader = try KafkaTopicReader(configuration: kafka, topic: topics.status, from: .beginning, logger: .quiet)
+        let collected = await withTaskGroup(of: [JobSnapshot]?.self) { group in
+            group.addTask {
+                var events: [JobSnapshot] = []
+                for await message in reader {
+                    guard let value = message.value,
+                          let snapshot = try? WireFormat.decode(JobSnapshot.self, from: value) else { continue }
+                    events.append(snapshot)
+                    if done(events) { break }
+                }
+                return events
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                await reader.close()
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            await reader.close()
+            if let first { return first }
+            return await group.next()! ?? []
+        }
+        return collected
+    }
+}
+
+/// An HTTP reply, whichever client produced it.
+struct HTTPReply: Sendable {
+    let status: HTTPResponse.Status
+    let headers: HTTPFields
+    let body: ByteBuffer
+
+    var text: String { String(buffer: body) }
+
+    func snapshot() throws -> JobSnapshot {
+        try WireFormat.decode(JobSnapshot.self, from: Array(buffer: body))
+    }
+
+    func problem() throws -> ProblemBody {
+        try JSONDecoder().decode(ProblemBody.self, from: Data(buffer: body))
+    }
+}
+
+/// The parts of an RFC 9457 body the tests look at.
+struct ProblemBody: Decodable {
+    let type: String
+    let title: String
+    let status: Int
+    let detail: String
+    let errors: [ParamsSchema.Violation]?
+    let knownTypes: [String]?
+}
+
+/// A client of the gateway's HTTP API, over an in-process live server or a
+/// separate gateway process.
+struct GatewayClient: Sendable {
+    private let send: @Sendable (String, HTTPRequest.Method, HTTPFields, ByteBuffer?) async throws -> HTTPReply
+
+    init(_ client: any TestClientProtocol) {
+        send = { uri, method, headers, body in
+            let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: body)
+            return HTTPReply(status: response.status, headers: response.headers, body: response.body)
+        }
+    }
+
+    init(_ client: TestClient) {
+        send = { uri, method, headers, body in
+            let response = try await client.execute(TestClient.Request(uri, method: method, authority: "localhost", headers: headers, body: body))
+            return HTTPReply(status: response.status, headers: response.headers, body: response.body ?? ByteBuffer())
+        }
+    }
+
+    func request(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = [:]) async throws -> HTTPReply {
+        var headers = headers
+        if json != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
+        return try await send(uri, method, headers, json.map { ByteBuffer(string: $0) })
+    }
+
+    /// Submits a job and returns its snapshot; the submission must be accepted.
+    func submit(_ json: String) async throws -> JobSnapshot {
+        let reply = try await request(.post, "/jobs", json: json)
+        try #require(reply.status == .accepted, "submit answered \(reply.status): \(reply.text)")
+        return try reply.snapshot()
+    }
+
+    func job(_ id: JobID) async throws -> JobSnapshot {
+        let reply = try await request(.get, "/jobs/\(id)")
+        try #require(reply.status == .ok, "GET answered \(reply.status): \(reply.text)")
+        return try reply.snapshot()
+    }
+
+    /// Polls the job until `condition` holds; fails the test at the deadline.
+    @discardableResult
+    func waitFor(_ id: JobID, timeout: Duration = .seconds(20), _ condition: (JobSnapshot) -> Bool) async throws -> JobSnapshot {
+        let deadline = ContinuousClock.now + timeout
+        var last = try await job(id)
+        while !condition(last) {
+            try #require(ContinuousClock.now < deadline, "job \(id) still \(last.status) after \(timeout)")
+            try await Task.sleep(for: .milliseconds(20))
+            last = try await job(id)
+        }
+        return last
+    }
+}
+
+extension Logger {
+    /// Tests log warnings and errors only.
+    static var quiet: Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return logger
+    }
+}
