@@ -18,6 +18,10 @@ public final class KafkaConsumer: Sendable, AsyncSequence {
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": "false",
+        // How long a fetch may wait for data. A real broker answers as soon as data
+        // arrives, but the embedded (mock) broker holds every fetch this long, which
+        // would add up to 500 ms (the librdkafka default) to each job's pickup.
+        "fetch.wait.max.ms": "10",
     ]
 
     /// - Parameters:

@@ -24,7 +24,7 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
         var properties = configuration.merged(with: [
             "enable.auto.commit": "false",
             "enable.partition.eof": "false",
-            "fetch.wait.max.ms": "10",
+            "fetch.wait.max.ms": "10",  // see KafkaConsumer.defaultProperties
         ])
         // Never joins the group: librdkafka only wants a group id to exist.
         properties["group.id"] = "reader-\(UUID().uuidString.lowercased())"
