@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "gateway", targets: ["Gateway"]),
         .executable(name: "worker", targets: ["Worker"]),
+        .executable(name: "jobs-bench", targets: ["JobsBench"]),
         .library(name: "JobsWorker", targets: ["JobsWorker"]),
         .library(name: "JobsCore", targets: ["JobsCore"]),
         .library(name: "KafkaClient", targets: ["KafkaClient"]),
@@ -17,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // librdkafka from Debian's librdkafka-dev; the only C in the package.
@@ -67,6 +69,16 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "JobsWorker", "KafkaClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Measures the system from outside: separate processes, driven over HTTP.
+        .executableTarget(
+            name: "JobsBench",
+            dependencies: [
+                "JobsCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
