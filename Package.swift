@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // librdkafka from Debian's librdkafka-dev; the only C in the package.
@@ -54,6 +55,7 @@ let package = Package(
                 "JobsCore", "KafkaClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -67,6 +69,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "Worker",
+            dependencies: [
+                "JobsWorker", "KafkaClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // A worker whose handlers record every execution, for the fault suite.
+        .executableTarget(
+            name: "FaultWorker",
             dependencies: [
                 "JobsWorker", "KafkaClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -54,6 +54,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Replication factor of each topic, when created here. [env: JOBS_REPLICATION_FACTOR] (default: 1)")
     var replicationFactor: Int?
 
+    @Option(help: "Milliseconds without a heartbeat after which a worker's running jobs are shown stalled. [env: JOBS_WORKER_SILENCE_MS] (default: 10000)")
+    var workerSilenceMs: Int?
+
     @Option(help: "Embedded mode: jobs run at once by the in-process worker. (default: 16)")
     var workerConcurrency: Int = 16
 
@@ -102,7 +105,8 @@ struct GatewayCommand: AsyncParsableCommand {
             host: host ?? env["JOBS_HOST"] ?? "127.0.0.1",
             port: port ?? env["JOBS_PORT"].flatMap(Int.init) ?? 8080,
             commandTimeout: .milliseconds(commandTimeoutMs ?? env["JOBS_COMMAND_TIMEOUT_MS"].flatMap(Int.init) ?? 5000),
-            maxBodyBytes: maxBodyBytes ?? env["JOBS_MAX_BODY_BYTES"].flatMap(Int.init) ?? 64 * 1024
+            maxBodyBytes: maxBodyBytes ?? env["JOBS_MAX_BODY_BYTES"].flatMap(Int.init) ?? 64 * 1024,
+            workerSilenceTimeout: .milliseconds(workerSilenceMs ?? env["JOBS_WORKER_SILENCE_MS"].flatMap(Int.init) ?? 10_000)
         )
 
         var extraServices: [any Service] = []
@@ -137,13 +141,20 @@ struct GatewayCommand: AsyncParsableCommand {
     }
 }
 
-/// The three topics and their broker-side settings: the status topic is compacted
-/// (the latest snapshot of each job is all a reader needs).
+/// The topics and their broker-side settings. The status and workers topics are
+/// compacted (the latest record of each key is all a reader needs); the status
+/// topic keeps an hour of history uncompacted, so a final snapshot is never
+/// compacted away before its command's offset is committed (docs/delivery.md).
 func topicSpecs(_ topics: TopicNames, partitions: Int32, replication: Int32) -> [TopicSpec] {
-    [
-        TopicSpec(name: topics.commands, partitions: partitions, replicationFactor: replication),
-        TopicSpec(name: topics.control, partitions: partitions, replicationFactor: replication),
+    let week = "\(7 * 24 * 3_600_000)"
+    return [
+        TopicSpec(name: topics.commands, partitions: partitions, replicationFactor: replication,
+                  configs: ["retention.ms": week]),
+        TopicSpec(name: topics.control, partitions: partitions, replicationFactor: replication,
+                  configs: ["retention.ms": week]),
         TopicSpec(name: topics.status, partitions: partitions, replicationFactor: replication,
+                  configs: ["cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"]),
+        TopicSpec(name: topics.workers, partitions: 1, replicationFactor: replication,
                   configs: ["cleanup.policy": "compact"]),
     ]
 }

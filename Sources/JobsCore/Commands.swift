@@ -41,13 +41,16 @@ public struct TopicNames: Sendable, Hashable {
     public var commands: String
     public var control: String
     public var status: String
+    /// Worker heartbeats, keyed by worker id.
+    public var workers: String
 
     public init(prefix: String = "jobs") {
         let stem = prefix.isEmpty ? "" : prefix + "."
         commands = stem + "commands"
         control = stem + "control"
         status = stem + "status"
+        workers = stem + "workers"
     }
 
-    public var all: [String] { [commands, control, status] }
+    public var all: [String] { [commands, control, status, workers] }
 }

@@ -13,6 +13,12 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The value as an integer, when it is a whole number.
+    public var intValue: Int? {
+        if case .number(let n) = self, n.rounded() == n, abs(n) < 9.007e15 { return Int(n) }
+        return nil
+    }
+
     /// The name JSON Schema uses for this value's type, for error messages.
     public var typeName: String {
         switch self {

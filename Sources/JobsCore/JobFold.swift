@@ -20,8 +20,14 @@ public struct SnapshotOrder: Comparable, Hashable, Sendable {
     }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
-        (lhs.terminal ? 1 : 0, lhs.attempt, lhs.rank, lhs.sequence)
-            < (rhs.terminal ? 1 : 0, rhs.attempt, rhs.rank, rhs.sequence)
+        lhs.tuple < rhs.tuple
+    }
+
+    /// Between two terminal snapshots of one attempt, the one that got further
+    /// (higher sequence) wins: a worker's real outcome beats a cancel the gateway
+    /// wrote for a job it believed still queued. Rank then only breaks ties.
+    private var tuple: (Int, Int, Int, Int) {
+        terminal ? (1, attempt, sequence, rank) : (0, attempt, rank, sequence)
     }
 }
 
@@ -29,7 +35,8 @@ public struct SnapshotOrder: Comparable, Hashable, Sendable {
 public enum JobFold {
     /// What `current` becomes when `incoming` is seen, or `nil` when nothing changes.
     ///
-    /// The greater snapshot by ``SnapshotOrder`` wins. `cancelRequested` is an
+    /// The greater snapshot by ``SnapshotOrder`` wins. `stalled` joins a snapshot
+    /// with the same order key. `cancelRequested` is an
     /// intent that only ever turns on, so it is merged from both sides (unless the
     /// job already ended), and a live job's `updatedAt` is then the latest of the
     /// winner's and every cancel request's, whatever order they arrive in. A
@@ -48,15 +55,22 @@ public enum JobFold {
             merged.updatedAt = max(current.updatedAt, incoming.updatedAt)
             return merged
         }
-        if incoming.cancelRequested, !current.status.isTerminal,
-            !current.cancelRequested || incoming.updatedAt > current.updatedAt
-        {
-            var merged = current
+        guard !current.status.isTerminal else { return nil }
+        var merged = current
+        var changed = false
+        if incoming.cancelRequested, !current.cancelRequested || incoming.updatedAt > current.updatedAt {
             merged.cancelRequested = true
-            merged.updatedAt = max(current.updatedAt, incoming.updatedAt)
-            return merged
+            changed = true
         }
-        return nil
+        // A stall mark describes one state of the job: it joins only the snapshot
+        // it was made for, so the next sign of life (a greater key) clears it.
+        if incomingOrder == currentOrder, incoming.isStalled, !current.isStalled || incoming.updatedAt > current.updatedAt {
+            merged.stalled = true
+            changed = true
+        }
+        guard changed else { return nil }
+        merged.updatedAt = max(current.updatedAt, incoming.updatedAt)
+        return merged
     }
 }
 

@@ -29,13 +29,23 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
     public var updatedAt: Date
     /// Set once a cancel has been asked for; never cleared.
     public var cancelRequested: Bool
+    /// Attempts the job may use before a failure is final (nil: the job type's default).
+    public var maxAttempts: Int?
+    /// Longest one attempt may run before it fails with code `timeout` (nil: the type's default).
+    public var timeoutMs: Int?
+    /// True while the job's worker has fallen silent (no heartbeat): the job is
+    /// probably not running any more and will be run again as a new attempt.
+    public var stalled: Bool?
+    /// The client's `Idempotency-Key`, if it sent one.
+    public var idempotencyKey: String?
 
     public init(
         id: JobID, type: String, params: JSONValue, status: JobStatus = .queued,
         attempt: Int = 1, sequence: Int = 0, progress: JobProgress? = nil,
         result: JSONValue? = nil, error: JobError? = nil, workerID: String? = nil,
         createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
-        updatedAt: Date? = nil, cancelRequested: Bool = false
+        updatedAt: Date? = nil, cancelRequested: Bool = false, maxAttempts: Int? = nil, timeoutMs: Int? = nil,
+        stalled: Bool? = nil, idempotencyKey: String? = nil
     ) {
         self.schemaVersion = Self.currentSchemaVersion
         self.id = id
@@ -53,11 +63,20 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
         self.finishedAt = finishedAt
         self.updatedAt = updatedAt ?? createdAt
         self.cancelRequested = cancelRequested
+        self.maxAttempts = maxAttempts
+        self.timeoutMs = timeoutMs
+        self.stalled = stalled
+        self.idempotencyKey = idempotencyKey
     }
 
+    /// Whether the job's worker is believed lost (see ``stalled``).
+    public var isStalled: Bool { stalled == true }
+
     /// A freshly accepted job, as the gateway publishes it.
-    public static func queued(id: JobID = .generate(), type: String, params: JSONValue, at now: Date = Date()) -> JobSnapshot {
-        JobSnapshot(id: id, type: type, params: params, createdAt: now)
+    public static func queued(id: JobID = .generate(), type: String, params: JSONValue, maxAttempts: Int? = nil,
+                              timeoutMs: Int? = nil, idempotencyKey: String? = nil, at now: Date = Date()) -> JobSnapshot {
+        JobSnapshot(id: id, type: type, params: params, createdAt: now, maxAttempts: maxAttempts, timeoutMs: timeoutMs,
+                    idempotencyKey: idempotencyKey)
     }
 }
 

@@ -27,6 +27,7 @@ extension JobSnapshot {
         next.progress = nil
         next.error = nil
         next.updatedAt = now
+        next.stalled = nil
         return next
     }
 
@@ -37,6 +38,7 @@ extension JobSnapshot {
         next.progress = progress
         next.sequence += 1
         next.updatedAt = now
+        next.stalled = nil
         return next
     }
 
@@ -65,6 +67,17 @@ extension JobSnapshot {
         next.sequence = 0
         next.error = error
         next.updatedAt = now
+        next.stalled = nil
+        return next
+    }
+
+    /// The job's worker fell silent: the same state, marked stalled, so readers
+    /// know it is probably not running any more.
+    public func markedStalled(at now: Date = Date()) throws -> JobSnapshot {
+        guard status == .running else { throw TransitionError(from: status, action: "mark stalled") }
+        var next = self
+        next.stalled = true
+        next.updatedAt = now
         return next
     }
 
@@ -75,6 +88,7 @@ extension JobSnapshot {
         next.sequence += 1
         next.finishedAt = now
         next.updatedAt = now
+        next.stalled = nil
         change(&next)
         return next
     }

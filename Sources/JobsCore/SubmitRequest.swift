@@ -7,11 +7,23 @@ import Foundation
 public struct SubmitRequest: Sendable, Hashable {
     public var type: String
     public var params: JSONValue
+    /// Overrides the job type's number of attempts.
+    public var maxAttempts: Int?
+    /// Overrides the job type's time limit for one attempt.
+    public var timeoutMs: Int?
 
-    public init(type: String, params: JSONValue = [:]) {
+    public init(type: String, params: JSONValue = [:], maxAttempts: Int? = nil, timeoutMs: Int? = nil) {
         self.type = type
         self.params = params
+        self.maxAttempts = maxAttempts
+        self.timeoutMs = timeoutMs
     }
+
+    /// The request's own options, checked like params.
+    static let options = ParamsSchema([
+        .init("maxAttempts", .integer(minimum: 1, maximum: 100)),
+        .init("timeoutMs", .integer(minimum: 1, maximum: 7 * 24 * 3_600_000)),
+    ])
 
     /// Why a body was refused; the gateway turns each case into a problem response.
     public enum Rejection: Error, Sendable, Hashable {
@@ -33,7 +45,8 @@ public struct SubmitRequest: Sendable, Hashable {
             return .failure(.invalidFields([.init(pointer: "", detail: "the body must be a JSON object, not \(value.typeName)")]))
         }
         var violations: [ParamsSchema.Violation] = []
-        for name in members.keys.sorted() where !["type", "params"].contains(name) {
+        let optionNames = Set(options.fields.map(\.name))
+        for name in members.keys.sorted() where !["type", "params"].contains(name) && !optionNames.contains(name) {
             violations.append(.init(pointer: "/\(name)", detail: "is not a field of a job request"))
         }
         var typeName: String?
@@ -47,12 +60,17 @@ public struct SubmitRequest: Sendable, Hashable {
         if params.objectValue == nil {
             violations.append(.init(pointer: "/params", detail: "must be an object, not \(params.typeName)"))
         }
+        let optionValues = members.filter { optionNames.contains($0.key) }
+        violations += options.violations(of: .object(optionValues)).map {
+            ParamsSchema.Violation(pointer: String($0.pointer.dropFirst("/params".count)), detail: $0.detail)
+        }
         guard violations.isEmpty, let typeName else { return .failure(.invalidFields(violations)) }
         guard let descriptor = types[typeName] else {
             return .failure(.unknownType(typeName, known: types.keys.sorted()))
         }
         let paramViolations = descriptor.params.violations(of: params)
         guard paramViolations.isEmpty else { return .failure(.invalidParams(type: typeName, paramViolations)) }
-        return .success(SubmitRequest(type: typeName, params: params))
+        return .success(SubmitRequest(type: typeName, params: params, maxAttempts: optionValues["maxAttempts"]?.intValue,
+                                      timeoutMs: optionValues["timeoutMs"]?.intValue))
     }
 }

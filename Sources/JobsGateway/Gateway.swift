@@ -15,12 +15,22 @@ public func buildGateway(
 ) throws -> some ApplicationProtocol {
     let producer = try KafkaProducer(configuration: configuration.producerConfiguration,
                                      topics: configuration.topics.all, logger: logger)
-    let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger)
+    let commands = JobCommands(producer: producer, topics: configuration.topics)
+    let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger) { final in
+        do {
+            try await commands.publishStatus(final)
+        } catch {
+            logger.warning("final snapshot not re-published", metadata: ["job.id": "\(final.id)", "error": "\(error)"])
+        }
+    }
+    let directory = try WorkerDirectory(configuration: configuration.kafka, topics: configuration.topics, view: view,
+                                        commands: commands, silenceTimeout: configuration.workerSilenceTimeout, logger: logger)
     let router = Router()
     router.add(middleware: ProblemMiddleware(bodyLimit: configuration.maxBodyBytes, logger: logger))
     JobRoutes(
         view: view,
-        commands: JobCommands(producer: producer, topics: configuration.topics),
+        workers: directory,
+        commands: commands,
         jobTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
         configuration: configuration,
         logger: logger
@@ -28,7 +38,7 @@ public func buildGateway(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
-        services: [producer, view] + extraServices,
+        services: [producer, view, directory] + extraServices,
         logger: logger
     )
 }

@@ -17,11 +17,15 @@ public struct GatewayConfiguration: Sendable {
     /// On a `GET` miss, how long to wait for the view to catch up with the status
     /// topic before answering 404 (read-your-writes across gateway replicas).
     public var catchUpTimeout: Duration
+    /// A worker without a heartbeat this long is presumed lost: its running jobs
+    /// are shown `stalled` until they run again.
+    public var workerSilenceTimeout: Duration
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
         commandTimeout: Duration = .seconds(5), maxBodyBytes: Int = 64 * 1024,
-        jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2)
+        jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2),
+        workerSilenceTimeout: Duration = .seconds(10)
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -31,13 +35,15 @@ public struct GatewayConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.jobTypes = jobTypes
         self.catchUpTimeout = catchUpTimeout
+        self.workerSilenceTimeout = workerSilenceTimeout
     }
 
     /// The producer's settings: the command deadline bounds every delivery.
     var producerConfiguration: KafkaConfiguration {
         var configuration = kafka
         if configuration.properties["message.timeout.ms"] == nil {
-            configuration.properties["message.timeout.ms"] = "\(commandTimeout.components.seconds * 1000)"
+            let (seconds, attoseconds) = commandTimeout.components
+            configuration.properties["message.timeout.ms"] = "\(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))"
         }
         return configuration
     }

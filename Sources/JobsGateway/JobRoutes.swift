@@ -1,13 +1,17 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import JobsCore
 import KafkaClient
 import Logging
+import Synchronization
 
 /// The HTTP API: submit, read and cancel jobs; health and readiness.
 struct JobRoutes<Context: RequestContext>: Sendable {
     let view: JobView
+    let workers: WorkerDirectory
     let commands: JobCommands
+    let keysInFlight = KeysInFlight()
     let jobTypes: [String: JobTypeDescriptor]
     let configuration: GatewayConfiguration
     let logger: Logger
@@ -18,6 +22,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         router.post("/jobs/{id}/cancel", use: cancel)
         router.get("/health") { _, _ in jsonResponse(.ok, ["status": "up"]) }
         router.get("/ready", use: readiness)
+        router.get("/workers", use: listWorkers)
     }
 
     /// `POST /jobs`: validate, publish the start command, answer 202 once Kafka acknowledged it.
@@ -35,8 +40,24 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         case .failure(.invalidParams(let type, let violations)): throw ProblemDetails.invalidParams(type: type, violations)
         }
 
-        let job = JobSnapshot.queued(type: submission.type, params: submission.params)
-        do {
+        let idempotencyKey = try request.headers[.idempotencyKey].map(Self.checkedIdempotencyKey)
+        if let idempotencyKey {
+            // One request per key at a time on this gateway; a second one meanwhile is told so.
+            guard keysInFlight.claim(idempotencyKey) else { throw ProblemDetails.idempotencyKeyInUse(idempotencyKey) }
+        }
+        defer { idempotencyKey.map(keysInFlight.release) }
+        if let idempotencyKey, let existing = await job(forIdempotencyKey: idempotencyKey) {
+            guard existing.type == submission.type, existing.params == submission.params,
+                  existing.idempotencyKey == idempotencyKey,
+                  submission.maxAttempts == nil || submission.maxAttempts == existing.maxAttempts,
+                  submission.timeoutMs == nil || submission.timeoutMs == existing.timeoutMs
+            else { throw ProblemDetails.idempotencyKeyReused(idempotencyKey, job: existing.id) }
+            return try snapshotResponse(existing, status: .ok, location: true)
+        }
+
+        let job = JobSnapshot.queued(type: submission.type, params: submission.params, maxAttempts: submission.maxAttempts,
+                                     timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey)
+        do throws(KafkaError) {
             try await commands.start(job)
         } catch {
             logger.warning("start command not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
@@ -60,13 +81,25 @@ struct JobRoutes<Context: RequestContext>: Sendable {
     }
 
     /// `POST /jobs/{id}/cancel`: publish the cancel to every worker; 409 once the job has ended.
+    /// A job still waiting ends `cancelled` at once, not when its turn comes.
     @Sendable func cancel(request: Request, context: Context) async throws -> Response {
         let current = try await find(context)
         guard !current.status.isTerminal else { throw ProblemDetails.jobFinished(current) }
-        do {
+        do throws(KafkaError) {
             try await commands.cancel(current.id)
         } catch {
             throw ProblemDetails.brokerUnavailable("the cancel could not be delivered in time (\(error.code))")
+        }
+        if current.status == .queued, let cancelled = try? current.cancelled() {
+            // Workers skip a job that has ended. If one had just started it, the
+            // cancel command stops it, and its own final snapshot outranks this one.
+            do {
+                try await commands.publishStatus(cancelled)
+                view.apply(cancelled)
+                return try snapshotResponse(view[current.id] ?? cancelled, status: .accepted)
+            } catch {
+                logger.warning("cancelled snapshot not acknowledged", metadata: ["job.id": "\(current.id)", "error": "\(error)"])
+            }
         }
         var requested = current
         requested.cancelRequested = true
@@ -83,6 +116,33 @@ struct JobRoutes<Context: RequestContext>: Sendable {
     @Sendable func readiness(request: Request, context: Context) async throws -> Response {
         guard view.isReady else { throw ProblemDetails.notReady() }
         return jsonResponse(.ok, ["status": "ready", "jobs": "\(view.count)"])
+    }
+
+    /// `GET /workers`: every worker heard from, its job types, capacity, running jobs and last heartbeat.
+    @Sendable func listWorkers(request: Request, context: Context) async throws -> Response {
+        let body = workers.list().map { entry in
+            WorkerView(workerID: entry.heartbeat.workerID, alive: entry.alive, stopped: entry.heartbeat.stopped,
+                       jobTypes: entry.heartbeat.jobTypes.map(\.name), concurrency: entry.heartbeat.concurrency,
+                       runningJobs: entry.heartbeat.runningJobs, startedAt: entry.heartbeat.startedAt,
+                       lastHeartbeatAt: entry.heartbeat.sentAt)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: try WireFormat.encode(["workers": body]))))
+    }
+
+    /// An idempotency key survives restarts through the status topic; on a miss,
+    /// catch up (bounded) first, as for reads.
+    private func job(forIdempotencyKey key: String) async -> JobSnapshot? {
+        if let known = view.job(forIdempotencyKey: key) { return known }
+        await view.catchUp(timeout: configuration.catchUpTimeout)
+        return view.job(forIdempotencyKey: key)
+    }
+
+    private static func checkedIdempotencyKey(_ key: String) throws -> String {
+        guard (1...255).contains(key.utf8.count), key.allSatisfy({ $0.isASCII && !$0.isNewline }) else {
+            throw ProblemDetails.invalidRequest([.init(pointer: "", detail: "the Idempotency-Key header must be 1 to 255 ASCII characters")])
+        }
+        return key
     }
 
     private func find(_ context: Context) async throws -> JobSnapshot {
@@ -104,4 +164,28 @@ struct JobRoutes<Context: RequestContext>: Sendable {
 func jsonResponse(_ status: HTTPResponse.Status, _ fields: [String: String]) -> Response {
     let body = (try? JSONEncoder().encode(fields)) ?? Data("{}".utf8)
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+}
+
+/// A worker as `GET /workers` shows it.
+struct WorkerView: Encodable {
+    let workerID: String
+    /// Heard from within the silence timeout and not stopped.
+    let alive: Bool
+    let stopped: Bool
+    let jobTypes: [String]
+    let concurrency: Int
+    let runningJobs: [JobID]
+    let startedAt: Date
+    let lastHeartbeatAt: Date
+}
+
+/// Idempotency keys with a request in progress on this gateway.
+final class KeysInFlight: Sendable {
+    private let keys = Mutex<Set<String>>([])
+    func claim(_ key: String) -> Bool { keys.withLock { $0.insert(key).inserted } }
+    func release(_ key: String) { _ = keys.withLock { $0.remove(key) } }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
 }

@@ -11,26 +11,81 @@ import Synchronization
 /// restarted gateway rebuilds the view from the topic alone. It is `ready` once
 /// it has caught up with the topic's end as it was at start-up.
 public final class JobView: Service {
-    private let table = Mutex(JobTable())
+    private struct State {
+        var table = JobTable()
+        /// Idempotency key → the job it created.
+        var idempotencyKeys: [String: JobID] = [:]
+        /// Ended jobs whose last record on the topic is a stale one.
+        var staleTails: Set<JobID> = []
+    }
+
+    private let state = Mutex(State())
     private let offsets = ConsumedOffsets()
     private let ready = Atomic<Bool>(false)
     private let reader: KafkaTopicReader
+    private let endOffsets: SharedQuery<[Int32: Int64]>
+    /// Re-publishes a terminal snapshot (see `follow`).
+    private let reassert: @Sendable (JobSnapshot) async -> Void
     private let logger: Logger
 
-    public init(configuration: KafkaConfiguration, topic: String, logger: Logger) throws(KafkaError) {
-        self.reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning, logger: logger)
+    init(configuration: KafkaConfiguration, topic: String, logger: Logger,
+         reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
+        let reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning, logger: logger)
+        self.reader = reader
+        self.endOffsets = SharedQuery { try await reader.endOffsets() }
+        self.reassert = reassert
         self.logger = logger
     }
 
     public var isReady: Bool { ready.load(ordering: .acquiring) }
 
-    public var count: Int { table.withLock { $0.count } }
+    public var count: Int { state.withLock { $0.table.count } }
 
-    public subscript(id: JobID) -> JobSnapshot? { table.withLock { $0[id] } }
+    public subscript(id: JobID) -> JobSnapshot? { state.withLock { $0.table[id] } }
+
+    /// The job created with this idempotency key, if any.
+    public func job(forIdempotencyKey key: String) -> JobSnapshot? {
+        state.withLock { state in state.idempotencyKeys[key].flatMap { state.table[$0] } }
+    }
+
+    /// Running jobs whose worker is `workerID` and that are not marked stalled yet.
+    func unstalledJobs(runningOn workerID: String) -> [JobSnapshot] {
+        state.withLock { state in
+            state.table.jobs.values.filter { $0.status == .running && $0.workerID == workerID && !$0.isStalled }
+        }
+    }
 
     /// Folds a snapshot this gateway just published, so its own client reads it at once.
     public func apply(_ snapshot: JobSnapshot) {
-        table.withLock { _ = $0.apply(snapshot) }
+        _ = fold(snapshot)
+    }
+
+    /// Folds one snapshot; returns the job's state when the snapshot was stale
+    /// (changed nothing) while the job had already ended, and differs from it.
+    private func fold(_ snapshot: JobSnapshot) -> JobSnapshot? {
+        state.withLock { state in
+            if let key = snapshot.idempotencyKey { state.idempotencyKeys[key] = snapshot.id }
+            let changed = state.table.apply(snapshot) != nil
+            guard !changed, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot else {
+                state.staleTails.remove(snapshot.id)
+                return nil
+            }
+            state.staleTails.insert(snapshot.id)
+            return current
+        }
+    }
+
+    /// Compaction keeps the *last* record of a key, so an ended job whose last
+    /// record is stale (a late `queued`, a cancel marker written as it finished)
+    /// would read as live after compaction. Publishing its final state again makes
+    /// that the last record. Only done once caught up: while replaying history the
+    /// final may well follow further on.
+    private func reassertStaleTails() async {
+        let finals = state.withLock { state in
+            defer { state.staleTails.removeAll() }
+            return state.staleTails.compactMap { state.table[$0] }
+        }
+        for final in finals { await reassert(final) }
     }
 
     /// The job, waiting (bounded) for the view to reach the topic's current end if
@@ -38,9 +93,14 @@ public final class JobView: Service {
     /// found rather than reported missing.
     public func snapshot(_ id: JobID, catchUpTimeout: Duration) async -> JobSnapshot? {
         if let known = self[id] { return known }
-        guard let ends = try? await reader.endOffsets(timeout: catchUpTimeout) else { return nil }
-        _ = await offsets.wait(until: ends, timeout: catchUpTimeout)
+        await catchUp(timeout: catchUpTimeout)
         return self[id]
+    }
+
+    /// Waits (bounded) until the view has folded everything on the topic now.
+    public func catchUp(timeout: Duration) async {
+        guard let ends = try? await endOffsets.value() else { return }
+        _ = await offsets.wait(until: ends, timeout: timeout)
     }
 
     public func run() async throws {
@@ -59,7 +119,9 @@ public final class JobView: Service {
             if let value = message.value {
                 do {
                     let snapshot = try decoder.decode(JobSnapshot.self, from: Data(value))
-                    table.withLock { _ = $0.apply(snapshot) }
+                    if fold(snapshot) != nil, isReady {
+                        await reassertStaleTails()
+                    }
                 } catch {
                     logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
                 }
@@ -75,6 +137,7 @@ public final class JobView: Service {
                 let ends = try await reader.endOffsets()
                 if await offsets.wait(until: ends, timeout: .seconds(30)) {
                     ready.store(true, ordering: .releasing)
+                    await reassertStaleTails()
                     logger.info("job view caught up", metadata: ["jobs": "\(count)", "took": "\(ContinuousClock.now - started)"])
                     return
                 }
@@ -83,5 +146,28 @@ public final class JobView: Service {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+}
+
+/// One answer for many concurrent askers: callers that ask while a query runs
+/// share its result, so a burst of requests makes one broker round trip (and one
+/// thread), not one each.
+final class SharedQuery<Value: Sendable>: Sendable {
+    private let run: @Sendable () async throws -> Value
+    private let inFlight = Mutex<Task<Value, any Error>?>(nil)
+
+    init(_ run: @escaping @Sendable () async throws -> Value) {
+        self.run = run
+    }
+
+    func value() async throws -> Value {
+        let task = inFlight.withLock { current in
+            if let current { return current }
+            let task = Task { [run] in try await run() }
+            current = task
+            return task
+        }
+        defer { inFlight.withLock { if $0 == task { $0 = nil } } }
+        return try await task.value
     }
 }

@@ -88,6 +88,16 @@ extension ProblemDetails {
                        detail: "job \(snapshot.id) already ended \(snapshot.status.rawValue); it can't be cancelled")
     }
 
+    static func idempotencyKeyReused(_ key: String, job: JobID) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "idempotency-key-reused", title: "Idempotency key reused", status: .conflict,
+                       detail: "the Idempotency-Key \(key) was used for job \(job) with a different request")
+    }
+
+    static func idempotencyKeyInUse(_ key: String) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "idempotency-key-in-use", title: "Idempotency key in use", status: .conflict,
+                       detail: "a request with the Idempotency-Key \(key) is still being handled; retry it")
+    }
+
     static func brokerUnavailable(_ detail: String) -> ProblemDetails {
         ProblemDetails(type: typeBase + "broker-unavailable", title: "Broker unavailable", status: .serviceUnavailable,
                        detail: detail, retryAfterSeconds: 1)

@@ -3,7 +3,7 @@ import JobsCore
 import Logging
 
 /// What a handler gets besides its params: identity, a logger that carries the
-/// job's id, progress reporting, and cancellation.
+/// job's id, progress reporting, the attempt's deadline, and cancellation.
 ///
 /// Cancellation is ordinary Swift task cancellation: `Task.sleep`, `Task.checkCancellation()`
 /// and any cancellation-aware call end the handler when the job is cancelled, and
@@ -15,6 +15,8 @@ public struct JobContext: Sendable {
     public let attempt: Int
     /// Carries `job.id`, `job.type` and `job.attempt` on every line.
     public let logger: Logger
+    /// When this attempt will be stopped as timed out, if the job has a time limit.
+    public let deadline: ContinuousClock.Instant?
     let reporter: @Sendable (JobProgress) throws -> Void
 
     /// Reports progress; it is published at once as a new snapshot of the job.

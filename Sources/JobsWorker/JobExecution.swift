@@ -6,13 +6,16 @@ import Synchronization
 /// One run of one job on this worker: the snapshot it publishes, the handler's
 /// task, and why it was asked to stop, if it was.
 final class JobExecution: Sendable {
-    /// Why a running job is being stopped; a user's cancel wins over a hand-back.
+    /// Why a running job is being stopped. A user's cancel wins over anything
+    /// else; otherwise the first reason stands.
     enum StopReason: Sendable {
         /// The user cancelled the job: it ends `cancelled`.
         case cancelRequested
         /// The worker is draining or lost the partition: the job goes back to
         /// `queued` as the next attempt, for another worker to run.
         case handBack
+        /// The attempt ran past its time limit: the job ends `failed`, code `timeout`.
+        case timeout
     }
 
     /// How a handler's run ended.
@@ -21,12 +24,14 @@ final class JobExecution: Sendable {
         case failed(JobError)
         case cancelled
         case handedBack
+        case timedOut(Duration)
     }
 
     private struct State {
         var snapshot: JobSnapshot
         var stopReason: StopReason?
         var task: Task<JSONValue?, any Error>?
+        var sleeper: Task<Void, any Error>?
     }
 
     let message: KafkaMessage
@@ -54,18 +59,19 @@ final class JobExecution: Sendable {
     }
 
     func stop(_ reason: StopReason) {
-        let task = state.withLock { state -> Task<JSONValue?, any Error>? in
-            if state.stopReason != .cancelRequested { state.stopReason = reason }
-            return state.task
+        let (task, sleeper) = state.withLock { state in
+            if state.stopReason == nil || reason == .cancelRequested { state.stopReason = reason }
+            return (state.task, state.sleeper)
         }
         task?.cancel()
+        sleeper?.cancel()
     }
 
     var stopReason: StopReason? { state.withLock { $0.stopReason } }
 
     /// Runs the handler in a task of its own, so a cancel reaches it as Swift
-    /// task cancellation wherever it is.
-    func run(_ job: RegisteredJob, context: JobContext) async -> Outcome {
+    /// task cancellation wherever it is; a watchdog stops it at `timeout`.
+    func run(_ job: RegisteredJob, context: JobContext, timeout: Duration?) async -> Outcome {
         let params = snapshot.params
         let task = Task { try await job.run(params, context) }
         let stopAtOnce = state.withLock { state in
@@ -73,11 +79,18 @@ final class JobExecution: Sendable {
             return state.stopReason != nil
         }
         if stopAtOnce { task.cancel() }
+        let watchdog = timeout.map { limit in
+            Task {
+                try await Task.sleep(for: limit)
+                self.stop(.timeout)
+            }
+        }
         let result = await withTaskCancellationHandler {
             await task.result
         } onCancel: {
             self.stop(.handBack)
         }
+        watchdog?.cancel()
         switch (result, stopReason) {
         case (.success(let value), _):
             // A handler that finished despite a cancel did finish: report the truth.
@@ -86,10 +99,33 @@ final class JobExecution: Sendable {
             return .cancelled
         case (.failure, .handBack?):
             return .handedBack
+        case (.failure, .timeout?):
+            return .timedOut(timeout ?? .zero)
         case (.failure(let error as JobError), nil):
             return .failed(error)
         case (.failure(let error), nil):
             return .failed(JobError(code: "handler_error", message: String(describing: error)))
+        }
+    }
+
+    /// Waits between attempts; a stop (cancel, hand-back) ends the wait early.
+    /// Returns why it was stopped, or `nil` when the wait ran out.
+    func pause(for delay: Duration) async -> StopReason? {
+        let sleeper = Task { try await Task.sleep(for: delay) }
+        let alreadyStopped = state.withLock { state in
+            state.task = nil
+            state.sleeper = sleeper
+            return state.stopReason != nil
+        }
+        if alreadyStopped { sleeper.cancel() }
+        _ = await withTaskCancellationHandler {
+            await sleeper.result
+        } onCancel: {
+            self.stop(.handBack)
+        }
+        return state.withLock { state in
+            state.sleeper = nil
+            return state.stopReason
         }
     }
 

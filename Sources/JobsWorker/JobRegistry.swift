@@ -23,10 +23,11 @@ public struct JobRegistry: Sendable {
         params: Params.Type = Params.self,
         schema: ParamsSchema = ParamsSchema(),
         summary: String = "",
+        options: JobOptions = JobOptions(),
         handler: @escaping @Sendable (Params, JobContext) async throws -> Output
     ) {
         let descriptor = JobTypeDescriptor(name: name, summary: summary, params: schema)
-        handlers[name] = RegisteredJob(descriptor: descriptor) { rawParams, context in
+        handlers[name] = RegisteredJob(descriptor: descriptor, options: options) { rawParams, context in
             let params: Params
             do {
                 params = try JSONDecoder().decode(Params.self, from: JSONEncoder().encode(rawParams))
@@ -50,5 +51,6 @@ public struct JobRegistry: Sendable {
 /// A handler with its params and result erased to JSON.
 struct RegisteredJob: Sendable {
     let descriptor: JobTypeDescriptor
+    let options: JobOptions
     let run: @Sendable (JSONValue, JobContext) async throws -> JSONValue?
 }

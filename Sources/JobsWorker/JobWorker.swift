@@ -30,7 +30,7 @@ public final class JobWorker: Service {
     public func run() async throws {
         let kafka = configuration.kafka
         let topics = configuration.topics
-        let producer = try KafkaProducer(configuration: kafka, topics: [topics.status], logger: logger)
+        let producer = try KafkaProducer(configuration: kafka, topics: [topics.status, topics.workers], logger: logger)
         let statusReader = try KafkaTopicReader(configuration: kafka, topic: topics.status, from: .beginning, logger: logger)
         let controlReader = try KafkaTopicReader(configuration: kafka, topic: topics.control, from: .end, logger: logger)
         let ledger = StatusLedger(logger: logger)
@@ -50,6 +50,8 @@ public final class JobWorker: Service {
             "types": "\(registry.descriptors.map(\.name).joined(separator: ","))",
         ])
 
+        let heartbeats = Heartbeats(configuration: configuration, registry: registry, producer: producer,
+                                    running: running, logger: logger)
         let followers = Task {
             await withDiscardingTaskGroup { group in
                 group.addTask { await ledger.follow(statusReader) }
@@ -60,6 +62,7 @@ public final class JobWorker: Service {
                         consumer.commit()
                     }
                 }
+                group.addTask { await heartbeats.beat() }
             }
         }
 
@@ -82,6 +85,7 @@ public final class JobWorker: Service {
         await statusReader.close()
         await controlReader.close()
         await followers.value
+        await heartbeats.sendFinal()
         await producer.shutdown()
         logger.info("worker stopped")
     }
@@ -187,32 +191,75 @@ private struct Runner: Sendable {
             return
         }
 
-        let started: JobSnapshot
-        do {
-            started = try execution.advance { try $0.started(attempt: job.attempt, by: configuration.workerID) }
-        } catch {
-            jobLogger.error("cannot start job", metadata: ["error": "\(error)"])
-            finish(message)
-            return
-        }
-        publisher.post(started)
-        jobLogger.debug("job started")
+        // Effective limits, shown in every snapshot from now on.
+        let maxAttempts = job.maxAttempts ?? handler.options.maxAttempts
+        let timeout = job.timeoutMs.map { Duration.milliseconds($0) } ?? handler.options.timeout
+        var attempt = job.attempt
+        while true {
+            jobLogger[metadataKey: "job.attempt"] = "\(attempt)"
+            let started: JobSnapshot
+            do {
+                started = try execution.advance { snapshot in
+                    var next = try snapshot.started(attempt: attempt, by: configuration.workerID)
+                    next.maxAttempts = maxAttempts
+                    next.timeoutMs = timeout.map { Int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
+                    return next
+                }
+            } catch {
+                jobLogger.error("cannot start job", metadata: ["error": "\(error)"])
+                finish(message)
+                return
+            }
+            publisher.post(started)
+            jobLogger.debug("job started")
 
-        let context = JobContext(jobID: job.id, type: job.type, attempt: job.attempt, logger: jobLogger) { progress in
-            publisher.post(try execution.advance { try $0.reporting(progress) })
+            let context = JobContext(jobID: job.id, type: job.type, attempt: attempt, logger: jobLogger,
+                                     deadline: timeout.map { ContinuousClock.now + $0 }) { progress in
+                publisher.post(try execution.advance { try $0.reporting(progress) })
+            }
+            switch await execution.run(handler, context: context, timeout: timeout) {
+            case .succeeded(let result):
+                await conclude(execution, logger: jobLogger) { try $0.succeeded(result: result) }
+                return
+            case .cancelled:
+                await conclude(execution, logger: jobLogger) { try $0.cancelled() }
+                return
+            case .timedOut(let limit):
+                let error = JobError(code: "timeout", message: "attempt \(attempt) ran longer than \(limit)")
+                await conclude(execution, logger: jobLogger) { try $0.failed(error) }
+                return
+            case .handedBack:
+                await handBack(execution, logger: jobLogger)
+                return
+            case .failed(let error) where attempt < maxAttempts:
+                // Retry: the job waits, visibly `queued` as the next attempt, then runs again here.
+                guard let requeued = try? execution.advance({ try $0.requeued(error: error) }) else { return }
+                guard await publisher.publish(requeued) else { return }
+                let delay = handler.options.backoff(afterAttempt: attempt)
+                jobLogger.info("attempt failed; retrying", metadata: ["error": "\(error.message)", "backoff": "\(delay)"])
+                switch await execution.pause(for: delay) {
+                case .cancelRequested?:
+                    await conclude(execution, logger: jobLogger) { try $0.cancelled() }
+                    return
+                case .handBack?, .timeout?:
+                    // Already published as the next attempt: another owner runs it.
+                    return
+                case nil:
+                    attempt = requeued.attempt
+                }
+            case .failed(let error):
+                await conclude(execution, logger: jobLogger) { try $0.failed(error) }
+                return
+            }
         }
-        let outcome = await execution.run(handler, context: context)
-        switch outcome {
-        case .succeeded(let result): await conclude(execution, logger: jobLogger) { try $0.succeeded(result: result) }
-        case .failed(let error): await conclude(execution, logger: jobLogger) { try $0.failed(error) }
-        case .cancelled: await conclude(execution, logger: jobLogger) { try $0.cancelled() }
-        case .handedBack:
-            // Published so the next owner runs it as the next attempt; the offset is
-            // deliberately not stored, so the command is delivered again.
-            guard let requeued = try? execution.advance({ try $0.requeued() }) else { return }
-            _ = await publisher.publish(requeued)
-            jobLogger.info("job handed back", metadata: ["next.attempt": "\(requeued.attempt)"])
-        }
+    }
+
+    /// Publishes the job as `queued`, next attempt, without storing its offset:
+    /// the command is delivered again and the next owner runs that attempt.
+    private func handBack(_ execution: JobExecution, logger: Logger) async {
+        guard let requeued = try? execution.advance({ try $0.requeued() }) else { return }
+        _ = await publisher.publish(requeued)
+        logger.info("job handed back", metadata: ["next.attempt": "\(requeued.attempt)"])
     }
 
     /// Publishes the job's final snapshot and, once acknowledged, lets its offset be committed.
@@ -256,7 +303,8 @@ private struct PartitionHandover: RebalanceListener {
         tracker.startRevoking(partitions)
         let affected = running.executions(in: Set(partitions))
         if !affected.isEmpty {
-            let deadline = DispatchTime.now() + .milliseconds(Int(timeout.components.seconds * 1000))
+            let (seconds, attoseconds) = timeout.components
+            let deadline = DispatchTime.now() + .milliseconds(Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000))
             let unfinished = affected.filter { !$0.waitDone(until: deadline) }
             if !unfinished.isEmpty {
                 logger.info("handing back jobs of revoked partitions", metadata: ["jobs": "\(unfinished.count)"])
@@ -266,5 +314,46 @@ private struct PartitionHandover: RebalanceListener {
             }
         }
         tracker.removed(partitions)
+    }
+}
+
+/// Announces the worker on the workers topic: its job types, capacity and
+/// running jobs, every `heartbeatInterval`, and once more when it stops.
+private struct Heartbeats: Sendable {
+    let configuration: WorkerConfiguration
+    let registry: JobRegistry
+    let producer: KafkaProducer
+    let running: RunningJobs
+    let logger: Logger
+    let startedAt = Date()
+
+    func beat() async {
+        while !Task.isCancelled {
+            send(stopped: false)
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+
+    func sendFinal() async {
+        guard let value = try? WireFormat.encode(heartbeat(stopped: true)) else { return }
+        _ = try? await producer.send(topic: configuration.topics.workers, key: Array(configuration.workerID.utf8), value: value)
+    }
+
+    private func send(stopped: Bool) {
+        do {
+            try producer.post(topic: configuration.topics.workers, key: Array(configuration.workerID.utf8),
+                              value: WireFormat.encode(heartbeat(stopped: stopped)))
+        } catch {
+            logger.warning("heartbeat not sent", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func heartbeat(stopped: Bool) -> WorkerHeartbeat {
+        let interval = configuration.heartbeatInterval.components
+        return WorkerHeartbeat(
+            workerID: configuration.workerID, jobTypes: registry.descriptors.map(JobTypeInfo.init),
+            concurrency: configuration.concurrency, runningJobs: running.all.map(\.jobID), startedAt: startedAt,
+            stopped: stopped, intervalMs: Int(interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000)
+        )
     }
 }

@@ -19,11 +19,14 @@ public struct WorkerConfiguration: Sendable {
     /// On a rebalance, how long jobs of partitions taken away may take to finish
     /// before they are handed back.
     public var revokeTimeout: Duration
+    /// How often the worker announces itself on the workers topic.
+    public var heartbeatInterval: Duration
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), groupID: String = "jobs-workers",
         workerID: String = WorkerConfiguration.defaultWorkerID(), concurrency: Int = 16,
-        drainTimeout: Duration = .seconds(30), revokeTimeout: Duration = .seconds(3)
+        drainTimeout: Duration = .seconds(30), revokeTimeout: Duration = .seconds(3),
+        heartbeatInterval: Duration = .seconds(2)
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -32,6 +35,7 @@ public struct WorkerConfiguration: Sendable {
         self.concurrency = max(1, concurrency)
         self.drainTimeout = drainTimeout
         self.revokeTimeout = revokeTimeout
+        self.heartbeatInterval = heartbeatInterval
     }
 
     /// `host-pid`, unique among the processes of one machine.

@@ -48,14 +48,28 @@ func string(fromCBuffer buffer: [CChar]) -> String {
 extension KafkaConfiguration {
     /// librdkafka properties from `KAFKA_*` environment variables:
     /// `KAFKA_SECURITY_PROTOCOL=SASL_SSL` becomes `security.protocol=SASL_SSL`.
+    /// `_` stands for `.`, `__` for `_` (`KAFKA_LOG__LEVEL` is `log_level`) and
+    /// `___` for `-`. Variables of Kafka's own JVM tools (`KAFKA_HOME`,
+    /// `KAFKA_OPTS`, ...) are not client properties and are left alone.
     public static func properties(fromEnvironment environment: [String: String]) -> [String: String] {
         var properties: [String: String] = [:]
         for (name, value) in environment where name.hasPrefix("KAFKA_") && name.count > 6 {
-            let key = name.dropFirst(6).lowercased().replacingOccurrences(of: "_", with: ".")
+            let suffix = String(name.dropFirst(6))
+            if jvmToolVariables.contains(suffix) { continue }
+            let key = suffix.lowercased()
+                .replacingOccurrences(of: "___", with: "\u{1}")
+                .replacingOccurrences(of: "__", with: "\u{2}")
+                .replacingOccurrences(of: "_", with: ".")
+                .replacingOccurrences(of: "\u{1}", with: "-")
+                .replacingOccurrences(of: "\u{2}", with: "_")
             properties[key] = value
         }
         return properties
     }
+
+    private static let jvmToolVariables: Set<String> = [
+        "HOME", "OPTS", "HEAP_OPTS", "JVM_PERFORMANCE_OPTS", "LOG4J_OPTS", "JMX_OPTS", "GC_LOG_OPTS", "DEBUG", "VERSION",
+    ]
 
     /// librdkafka properties from `key=value` arguments (`--kafka linger.ms=5`).
     public static func properties(fromAssignments assignments: [String]) throws(KafkaError) -> [String: String] {

@@ -17,7 +17,7 @@ struct WireFormatTests {
         error: JobError(code: "handler_error", message: "disk full"),
         workerID: "worker-7f3a",
         createdAt: at(0.001), startedAt: at(1.123), finishedAt: at(2.999), updatedAt: at(3.457),
-        cancelRequested: true
+        cancelRequested: true, maxAttempts: 3, timeoutMs: 60_000, stalled: true, idempotencyKey: "order-1234"
     )
 
     @Test("a fully populated snapshot round-trips through encode and decode")
@@ -118,8 +118,8 @@ struct WireFormatTests {
     @Test("topic names share the deployment's prefix")
     func topicNames() {
         let named = TopicNames(prefix: "staging")
-        #expect(named.all == ["staging.commands", "staging.control", "staging.status"])
+        #expect(named.all == ["staging.commands", "staging.control", "staging.status", "staging.workers"])
         #expect(TopicNames().status == "jobs.status")
-        #expect(TopicNames(prefix: "").all == ["commands", "control", "status"])
+        #expect(TopicNames(prefix: "").all == ["commands", "control", "status", "workers"])
     }
 }

@@ -1,0 +1,89 @@
+import Foundation
+import JobsCore
+import KafkaClient
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The workers, as their heartbeats describe them; and the watch that marks the
+/// jobs of a silent worker `stalled`, so a killed worker's jobs don't look like
+/// they are still running until the group re-assigns them.
+final class WorkerDirectory: Service {
+    private let workers = Mutex<[String: WorkerHeartbeat]>([:])
+    private let reader: KafkaTopicReader
+    private let view: JobView
+    private let commands: JobCommands
+    /// A worker silent this long (by its own clock) is presumed lost.
+    let silenceTimeout: Duration
+    private let logger: Logger
+
+    init(configuration: KafkaConfiguration, topics: TopicNames, view: JobView, commands: JobCommands,
+         silenceTimeout: Duration, logger: Logger) throws(KafkaError) {
+        reader = try KafkaTopicReader(configuration: configuration, topic: topics.workers, from: .beginning, logger: logger)
+        self.view = view
+        self.commands = commands
+        self.silenceTimeout = silenceTimeout
+        self.logger = logger
+    }
+
+    /// Every worker heard from, with whether it is alive now.
+    func list(now: Date = Date()) -> [(heartbeat: WorkerHeartbeat, alive: Bool)] {
+        workers.withLock { Array($0.values) }
+            .sorted { $0.workerID < $1.workerID }
+            .map { ($0, isAlive($0, now: now)) }
+    }
+
+    private func isAlive(_ heartbeat: WorkerHeartbeat, now: Date) -> Bool {
+        !heartbeat.stopped && now.timeIntervalSince(heartbeat.sentAt) < silenceTimeout.seconds
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.follow() }
+                group.addTask { await self.watchForSilence() }
+            }
+        }
+        await reader.close()
+    }
+
+    private func follow() async {
+        let decoder = WireFormat.decoder()
+        for await message in reader {
+            guard let value = message.value, let heartbeat = try? decoder.decode(WorkerHeartbeat.self, from: Data(value)) else { continue }
+            workers.withLock { workers in
+                if let known = workers[heartbeat.workerID], known.sentAt > heartbeat.sentAt { return }
+                workers[heartbeat.workerID] = heartbeat
+            }
+        }
+    }
+
+    private func watchForSilence() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            guard view.isReady else { continue }
+            let now = Date()
+            let silent = workers.withLock { $0.values.filter { !$0.stopped && !self.isAlive($0, now: now) } }
+            for worker in silent {
+                for job in view.unstalledJobs(runningOn: worker.workerID) {
+                    guard let marked = try? job.markedStalled(at: now) else { continue }
+                    logger.warning("job stalled: its worker is silent", metadata: [
+                        "job.id": "\(job.id)", "worker.id": "\(worker.workerID)", "silentFor": "\(now.timeIntervalSince(worker.sentAt))",
+                    ])
+                    view.apply(marked)
+                    do {
+                        try await commands.publishStatus(marked)
+                    } catch {
+                        logger.warning("stall mark not published", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
