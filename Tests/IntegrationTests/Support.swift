@@ -26,10 +26,12 @@ struct TestCluster {
     /// hands `body` a client for it.
     func withGateway(
         worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
-        workerConcurrency: Int = 8, _ body: @escaping @Sendable (GatewayClient) async throws -> Void
+        workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: @escaping @Sendable (GatewayClient) async throws -> Void
     ) async throws {
-        let configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
+        var configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
                                                  jobTypes: registry.descriptors)
+        configure(&configuration)
         var services: [any Service] = []
         if worker {
             services.append(JobWorker(
@@ -42,6 +44,13 @@ struct TestCluster {
         try await app.test(.live) { client in
             try await body(GatewayClient(client))
         }
+    }
+
+    /// Publishes a snapshot on the status topic as a worker would.
+    func publish(_ snapshot: JobSnapshot) async throws {
+        let producer = try KafkaProducer(configuration: kafka, topics: [topics.status], logger: .quiet)
+        try await producer.send(topic: topics.status, key: Array(snapshot.id.rawValue.utf8), value: WireFormat.encode(snapshot))
+        await producer.shutdown()
     }
 
     /// How many records `topic` holds, over all partitions.

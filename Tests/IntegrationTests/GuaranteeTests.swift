@@ -1,0 +1,196 @@
+import Foundation
+import HTTPTypes
+import JobsCore
+import JobsWorker
+import KafkaClient
+import Synchronization
+import Testing
+
+/// Counts attempts per job id, from the handler's side.
+final class AttemptCounter: Sendable {
+    private let attempts = Mutex<[JobID: Int]>([:])
+    func record(_ id: JobID) -> Int { attempts.withLock { $0[id, default: 0] += 1; return $0[id]! } }
+    func count(_ id: JobID) -> Int { attempts.withLock { $0[id] ?? 0 } }
+}
+
+struct Flaky: Error, CustomStringConvertible {
+    let attempt: Int
+    var description: String { "flaked on attempt \(attempt)" }
+}
+
+@Suite("Retries, timeouts, cancels and idempotency", .timeLimit(.minutes(3)))
+struct GuaranteeTests {
+    static func flakyRegistry(_ counter: AttemptCounter, failures: Int, maxAttempts: Int) -> JobRegistry {
+        var registry = JobRegistry.builtin
+        registry.register("flaky", params: [String: Int].self,
+                          options: JobOptions(maxAttempts: maxAttempts, initialBackoff: .milliseconds(50))) { _, context in
+            let run = counter.record(context.jobID)
+            #expect(run == context.attempt, "the handler's own count agrees with the attempt number")
+            if run <= failures { throw Flaky(attempt: run) }
+            return ["attempt": run]
+        }
+        return registry
+    }
+
+    @Test("a handler that throws is retried with backoff, each attempt visible, until it succeeds")
+    func retriedUntilSuccess() async throws {
+        let counter = AttemptCounter()
+        let system = try TestCluster()
+        try await system.withGateway(registry: Self.flakyRegistry(counter, failures: 2, maxAttempts: 3)) { client in
+            let job = try await client.submit(#"{"type":"flaky"}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded)
+            #expect(done.attempt == 3)
+            #expect(done.maxAttempts == 3)
+            #expect(counter.count(job.id) == 3)
+
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.contains { $0.id == job.id && $0.status.isTerminal }
+            }.filter { $0.id == job.id }
+            let requeues = events.filter { $0.status == .queued && $0.attempt > 1 }
+            #expect(requeues.map(\.attempt) == [2, 3])
+            #expect(requeues.map { $0.error?.message } == ["flaked on attempt 1", "flaked on attempt 2"])
+            #expect(Set(events.filter { $0.status == .running }.map(\.attempt)) == [1, 2, 3])
+        }
+    }
+
+    @Test("after maxAttempts the job ends failed with the last error; a request can lower maxAttempts")
+    func failsAfterLastAttempt() async throws {
+        let counter = AttemptCounter()
+        let system = try TestCluster()
+        try await system.withGateway(registry: Self.flakyRegistry(counter, failures: 100, maxAttempts: 2)) { client in
+            let job = try await client.submit(#"{"type":"flaky"}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .failed)
+            #expect(done.attempt == 2)
+            #expect(done.error?.message == "flaked on attempt 2")
+
+            let once = try await client.submit(#"{"type":"flaky","maxAttempts":1}"#)
+            let onceDone = try await client.waitFor(once.id) { $0.status.isTerminal }
+            #expect(onceDone.status == .failed)
+            #expect(onceDone.attempt == 1)
+            #expect(counter.count(once.id) == 1)
+        }
+    }
+
+    @Test("an attempt over its timeoutMs ends failed with code timeout")
+    func timeoutFails() async throws {
+        let system = try TestCluster()
+        try await system.withGateway { client in
+            let submitted = Date()
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":100,"stepMs":50},"timeoutMs":300}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .failed)
+            #expect(done.error?.code == "timeout")
+            #expect(done.timeoutMs == 300)
+            #expect((done.progress?.current ?? 0) < 100)
+            #expect(try #require(done.finishedAt).timeIntervalSince(submitted) < 5)
+        }
+    }
+
+    @Test("a job cancelled while waiting behind a backlog ends cancelled at once and never starts")
+    func cancelWhileQueued() async throws {
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(workerConcurrency: 1) { client in
+            let blocker = try await client.submit(#"{"type":"sleep","params":{"steps":600,"stepMs":100}}"#)
+            try await client.waitFor(blocker.id) { $0.status == .running }
+            let waiting = try await client.submit(#"{"type":"noop"}"#)
+
+            let requestedAt = Date()
+            let reply = try await client.request(.post, "/jobs/\(waiting.id)/cancel")
+            #expect(reply.status == .accepted)
+            #expect(try reply.snapshot().status == .cancelled)
+            let done = try await client.waitFor(waiting.id, timeout: .seconds(2)) { $0.status.isTerminal }
+            #expect(done.status == .cancelled)
+            #expect(try #require(done.finishedAt).timeIntervalSince(requestedAt) < 1)
+
+            // Free the worker: the cancelled job's command comes up and must be skipped.
+            _ = try await client.request(.post, "/jobs/\(blocker.id)/cancel")
+            try await client.waitFor(blocker.id) { $0.status.isTerminal }
+            let after = try await client.submit(#"{"type":"noop"}"#)
+            try await client.waitFor(after.id) { $0.status == .succeeded }
+            let events = try await system.statusEvents(timeout: .seconds(5)) { events in
+                events.contains { $0.id == after.id && $0.status == .succeeded }
+            }
+            #expect(!events.contains { $0.id == waiting.id && $0.status == .running }, "the cancelled job started")
+            #expect(try await client.job(waiting.id).status == .cancelled)
+        }
+    }
+
+    @Test("an Idempotency-Key returns the same job for the same request, 409 for another, and survives a gateway restart")
+    func idempotentSubmit() async throws {
+        let system = try TestCluster()
+        let first = Mutex<JobID?>(nil)
+        try await system.withGateway(worker: false) { client in
+            let created = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: [.idempotencyKey: "order-42"])
+            #expect(created.status == .accepted)
+            let id = try created.snapshot().id
+            first.withLock { $0 = id }
+
+            let repeated = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: [.idempotencyKey: "order-42"])
+            #expect(repeated.status == .ok)
+            #expect(try repeated.snapshot().id == id)
+
+            let different = try await client.request(.post, "/jobs", json: #"{"type":"sleep"}"#, headers: [.idempotencyKey: "order-42"])
+            #expect(different.status == .conflict)
+            #expect(try different.problem().type == "/problems/idempotency-key-reused")
+
+            let tooLong = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#,
+                                                   headers: [.idempotencyKey: String(repeating: "k", count: 300)])
+            #expect(tooLong.status == .badRequest)
+        }
+        // A new gateway knows the key from the status topic alone.
+        try await system.withGateway(worker: false) { client in
+            let again = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: [.idempotencyKey: "order-42"])
+            #expect(again.status == .ok)
+            #expect(try again.snapshot().id == first.withLock { $0 })
+        }
+        #expect(try await system.recordCount(system.topics.commands) == 1)
+    }
+
+    @Test("the running jobs of a worker that falls silent are shown stalled until a later snapshot")
+    func silentWorkerStallsItsJobs() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false, configure: { $0.workerSilenceTimeout = .seconds(1) }) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            // A worker that announced itself once, took the job, then went silent.
+            let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.workers], logger: .quiet)
+            let heartbeat = WorkerHeartbeat(workerID: "ghost", jobTypes: [], concurrency: 1, runningJobs: [job.id],
+                                            startedAt: Date(), intervalMs: 200)
+            try await producer.send(topic: system.topics.workers, key: Array("ghost".utf8), value: WireFormat.encode(heartbeat))
+            await producer.shutdown()
+            let running = try job.started(attempt: 1, by: "ghost")
+            try await system.publish(running)
+
+            let stalled = try await client.waitFor(job.id, timeout: .seconds(10)) { $0.isStalled }
+            #expect(stalled.status == .running)
+            #expect(stalled.attempt == 1)
+
+            // The next attempt, started elsewhere, clears the mark.
+            try await system.publish(try running.started(attempt: 2, by: "other"))
+            let resumed = try await client.waitFor(job.id) { $0.attempt == 2 }
+            #expect(!resumed.isStalled)
+        }
+    }
+
+    @Test("a stale record landing after a job's final one makes the gateway publish the final one again")
+    func finalSnapshotIsReasserted() async throws {
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            let done = try job.started(attempt: 1, by: "w").succeeded(result: nil)
+            try await system.publish(done)
+            try await client.waitFor(job.id) { $0.status == .succeeded }
+            try await system.publish(job)  // the late `queued` record
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.filter { $0.id == job.id }.count >= 4
+            }.filter { $0.id == job.id }
+            #expect(events.map(\.status) == [.queued, .succeeded, .queued, .succeeded])
+            #expect(events.count == 4 && events[3] == events[1], "the re-published record is the final snapshot itself")
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+}
