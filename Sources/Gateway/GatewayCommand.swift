@@ -57,6 +57,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds without a heartbeat after which a worker's running jobs are shown stalled. [env: JOBS_WORKER_SILENCE_MS] (default: 10000)")
     var workerSilenceMs: Int?
 
+    @Option(help: "Hours an ended job stays in the view before it is dropped and tombstoned. [env: JOBS_JOB_RETENTION_HOURS] (default: 168)")
+    var jobRetentionHours: Double?
+
     @Option(help: "Embedded mode: jobs run at once by the in-process worker. (default: 16)")
     var workerConcurrency: Int = 16
 
@@ -106,7 +109,8 @@ struct GatewayCommand: AsyncParsableCommand {
             port: port ?? env["JOBS_PORT"].flatMap(Int.init) ?? 8080,
             commandTimeout: .milliseconds(commandTimeoutMs ?? env["JOBS_COMMAND_TIMEOUT_MS"].flatMap(Int.init) ?? 5000),
             maxBodyBytes: maxBodyBytes ?? env["JOBS_MAX_BODY_BYTES"].flatMap(Int.init) ?? 64 * 1024,
-            workerSilenceTimeout: .milliseconds(workerSilenceMs ?? env["JOBS_WORKER_SILENCE_MS"].flatMap(Int.init) ?? 10_000)
+            workerSilenceTimeout: .milliseconds(workerSilenceMs ?? env["JOBS_WORKER_SILENCE_MS"].flatMap(Int.init) ?? 10_000),
+            jobRetention: .seconds(3600 * (jobRetentionHours ?? env["JOBS_JOB_RETENTION_HOURS"].flatMap(Double.init) ?? 168))
         )
 
         var extraServices: [any Service] = []

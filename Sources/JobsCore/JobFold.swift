@@ -85,6 +85,12 @@ public struct JobTable: Sendable {
 
     public var count: Int { jobs.count }
 
+    /// Forgets a job (its tombstone was read, or it expired from the view).
+    @discardableResult
+    public mutating func remove(_ id: JobID) -> JobSnapshot? {
+        jobs.removeValue(forKey: id)
+    }
+
     /// Folds one snapshot in; returns the job's new state when it changed.
     @discardableResult
     public mutating func apply(_ snapshot: JobSnapshot) -> JobSnapshot? {

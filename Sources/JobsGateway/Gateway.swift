@@ -16,7 +16,15 @@ public func buildGateway(
     let producer = try KafkaProducer(configuration: configuration.producerConfiguration,
                                      topics: configuration.topics.all, logger: logger)
     let commands = JobCommands(producer: producer, topics: configuration.topics)
-    let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger) { final in
+    let retention = JobView.Retention(age: configuration.jobRetention, sweepInterval: configuration.retentionSweepInterval) { id in
+        do {
+            try await commands.tombstone(id)
+        } catch {
+            logger.warning("tombstone not published", metadata: ["job.id": "\(id)", "error": "\(error)"])
+        }
+    }
+    let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger,
+                           retention: retention) { final in
         do {
             try await commands.publishStatus(final)
         } catch {

@@ -20,12 +20,18 @@ public struct GatewayConfiguration: Sendable {
     /// A worker without a heartbeat this long is presumed lost: its running jobs
     /// are shown `stalled` until they run again.
     public var workerSilenceTimeout: Duration
+    /// How long an ended job stays in the view; it is then dropped and a
+    /// tombstone lets the compacted status topic forget it too.
+    public var jobRetention: Duration
+    /// How often expired jobs are looked for.
+    public var retentionSweepInterval: Duration
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
         commandTimeout: Duration = .seconds(5), maxBodyBytes: Int = 64 * 1024,
         jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2),
-        workerSilenceTimeout: Duration = .seconds(10)
+        workerSilenceTimeout: Duration = .seconds(10), jobRetention: Duration = .seconds(7 * 24 * 3600),
+        retentionSweepInterval: Duration = .seconds(60)
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -36,6 +42,8 @@ public struct GatewayConfiguration: Sendable {
         self.jobTypes = jobTypes
         self.catchUpTimeout = catchUpTimeout
         self.workerSilenceTimeout = workerSilenceTimeout
+        self.jobRetention = jobRetention
+        self.retentionSweepInterval = retentionSweepInterval
     }
 
     /// The producer's settings: the command deadline bounds every delivery.

@@ -19,6 +19,11 @@ struct JobCommands: Sendable {
         try await producer.send(topic: topics.status, key: key(snapshot.id), value: encode(snapshot))
     }
 
+    /// Tells the compacted status topic to forget a job.
+    func tombstone(_ id: JobID) async throws(KafkaError) {
+        try await producer.send(topic: topics.status, key: key(id), value: nil)
+    }
+
     private func key(_ id: JobID) -> [UInt8] { Array(id.rawValue.utf8) }
 
     private func encode(_ value: some Encodable) throws(KafkaError) -> [UInt8] {

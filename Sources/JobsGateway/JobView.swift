@@ -26,14 +26,23 @@ public final class JobView: Service {
     private let endOffsets: SharedQuery<[Int32: Int64]>
     /// Re-publishes a terminal snapshot (see `follow`).
     private let reassert: @Sendable (JobSnapshot) async -> Void
+    private let retention: Retention?
     private let logger: Logger
 
-    init(configuration: KafkaConfiguration, topic: String, logger: Logger,
+    /// Ended jobs older than `age` leave the view; `tombstone` tells the topic.
+    struct Retention: Sendable {
+        var age: Duration
+        var sweepInterval: Duration
+        var tombstone: @Sendable (JobID) async -> Void
+    }
+
+    init(configuration: KafkaConfiguration, topic: String, logger: Logger, retention: Retention? = nil,
          reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
         let reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning, logger: logger)
         self.reader = reader
         self.endOffsets = SharedQuery { try await reader.endOffsets() }
         self.reassert = reassert
+        self.retention = retention
         self.logger = logger
     }
 
@@ -108,6 +117,9 @@ public final class JobView: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.follow() }
                 group.addTask { await self.becomeReady() }
+                if let retention = self.retention {
+                    group.addTask { await self.expireOldJobs(retention) }
+                }
             }
         }
         await reader.close()
@@ -125,8 +137,41 @@ public final class JobView: Service {
                 } catch {
                     logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
                 }
+            } else if let key = message.key {
+                // A tombstone: the job expired from some gateway's view; forget it here too.
+                forget(JobID(rawValue: String(decoding: key, as: UTF8.self)))
             }
             offsets.advance(past: message)
+        }
+    }
+
+    private func forget(_ id: JobID) {
+        state.withLock { state in
+            if let removed = state.table.remove(id), let key = removed.idempotencyKey, state.idempotencyKeys[key] == id {
+                state.idempotencyKeys.removeValue(forKey: key)
+            }
+            state.staleTails.remove(id)
+        }
+    }
+
+    /// Drops ended jobs older than the retention age, and writes their tombstones
+    /// so the compacted status topic forgets them too: the view never grows
+    /// without bound. Every replica does this; duplicate tombstones are harmless.
+    private func expireOldJobs(_ retention: Retention) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: retention.sweepInterval)
+            guard isReady else { continue }
+            let cutoff = Date().addingTimeInterval(-Double(retention.age.components.seconds)
+                                                   - Double(retention.age.components.attoseconds) / 1e18)
+            let expired = state.withLock { state in
+                state.table.jobs.values.filter { $0.status.isTerminal && ($0.finishedAt ?? $0.updatedAt) < cutoff }.map(\.id)
+            }
+            guard !expired.isEmpty else { continue }
+            for id in expired {
+                forget(id)
+                await retention.tombstone(id)
+            }
+            logger.info("expired ended jobs from the view", metadata: ["jobs": "\(expired.count)"])
         }
     }
 

@@ -32,6 +32,9 @@ final class StatusLedger: Sendable {
                 } catch {
                     logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
                 }
+            } else if let key = message.key {
+                // A tombstone: the job expired long after it ended (docs/operations.md).
+                table.withLock { _ = $0.remove(JobID(rawValue: String(decoding: key, as: UTF8.self))) }
             }
             offsets.advance(past: message)
         }
