@@ -13,6 +13,17 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The elements of an array, or `nil` for any other value.
+    public var arrayValue: [JSONValue]? {
+        if case .array(let elements) = self { return elements }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let text) = self { return text }
+        return nil
+    }
+
     /// The value as an integer, when it is a whole number.
     public var intValue: Int? {
         if case .number(let n) = self, n.rounded() == n, abs(n) < 9.007e15 { return Int(n) }

@@ -131,3 +131,35 @@ extension ParamsSchema {
         ]
     }
 }
+
+extension ParamsSchema {
+    /// Reads back a schema published by ``jsonSchema`` (as workers announce their
+    /// job types); `nil` for JSON Schema this subset can't express, so a gateway
+    /// never validates against a misread schema.
+    public init?(jsonSchema: JSONValue) {
+        guard let root = jsonSchema.objectValue, root["type"] == "object" else { return nil }
+        let required = Set((root["required"]?.arrayValue ?? []).compactMap(\.stringValue))
+        var fields: [Field] = []
+        for (name, value) in (root["properties"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let property = value.objectValue, let type = property["type"]?.stringValue else { return nil }
+            let summary = property["description"]?.stringValue ?? ""
+            let fieldType: FieldType
+            switch type {
+            case "integer":
+                fieldType = .integer(minimum: property["minimum"]?.intValue, maximum: property["maximum"]?.intValue)
+            case "number":
+                func number(_ key: String) -> Double? { if case .number(let n)? = property[key] { n } else { nil } }
+                fieldType = .number(minimum: number("minimum"), maximum: number("maximum"))
+            case "string":
+                let allowed = property["enum"]?.arrayValue?.compactMap(\.stringValue)
+                fieldType = .string(maxLength: property["maxLength"]?.intValue, allowed: allowed)
+            case "boolean":
+                fieldType = .boolean
+            default:
+                return nil
+            }
+            fields.append(Field(name, fieldType, required: required.contains(name), summary: summary))
+        }
+        self.init(fields)
+    }
+}

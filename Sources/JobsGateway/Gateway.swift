@@ -39,7 +39,7 @@ public func buildGateway(
         view: view,
         workers: directory,
         commands: commands,
-        jobTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
+        configuredTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
         configuration: configuration,
         logger: logger
     ).register(on: router)

@@ -12,7 +12,8 @@ struct JobRoutes<Context: RequestContext>: Sendable {
     let workers: WorkerDirectory
     let commands: JobCommands
     let keysInFlight = KeysInFlight()
-    let jobTypes: [String: JobTypeDescriptor]
+    /// Types from configuration; the ones workers announce are added to them.
+    let configuredTypes: [String: JobTypeDescriptor]
     let configuration: GatewayConfiguration
     let logger: Logger
 
@@ -23,6 +24,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         router.get("/health") { _, _ in jsonResponse(.ok, ["status": "up"]) }
         router.get("/ready", use: readiness)
         router.get("/workers", use: listWorkers)
+        router.get("/job-types", use: listJobTypes)
     }
 
     /// `POST /jobs`: validate, publish the start command, answer 202 once Kafka acknowledged it.
@@ -118,6 +120,22 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         return jsonResponse(.ok, ["status": "ready", "jobs": "\(view.count)"])
     }
 
+    /// What workers announce wins over configuration: they run the jobs.
+    private var jobTypes: [String: JobTypeDescriptor] {
+        configuredTypes.merging(workers.announcedTypes) { _, announced in announced }
+    }
+
+    /// `GET /job-types`: every accepted type, its params schema, and the live workers serving it.
+    @Sendable func listJobTypes(request: Request, context: Context) async throws -> Response {
+        let serving = workers.liveWorkersByType()
+        let body = jobTypes.values.sorted { $0.name < $1.name }.map { type in
+            JobTypeView(name: type.name, summary: type.summary, paramsSchema: type.params.jsonSchema,
+                        workers: serving[type.name] ?? [])
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: try WireFormat.encode(["jobTypes": body]))))
+    }
+
     /// `GET /workers`: every worker heard from, its job types, capacity, running jobs and last heartbeat.
     @Sendable func listWorkers(request: Request, context: Context) async throws -> Response {
         let body = workers.list().map { entry in
@@ -188,4 +206,13 @@ final class KeysInFlight: Sendable {
 
 extension HTTPField.Name {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+}
+
+/// A job type as `GET /job-types` shows it.
+struct JobTypeView: Encodable {
+    let name: String
+    let summary: String
+    let paramsSchema: JSONValue
+    /// Live workers that announce it.
+    let workers: [String]
 }

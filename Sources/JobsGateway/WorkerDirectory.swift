@@ -10,6 +10,8 @@ import Synchronization
 /// they are still running until the group re-assigns them.
 final class WorkerDirectory: Service {
     private let workers = Mutex<[String: WorkerHeartbeat]>([:])
+    /// Job types workers announce, with the params schema of the latest announcement.
+    private let announced = Mutex<[String: JobTypeDescriptor]>([:])
     private let reader: KafkaTopicReader
     private let view: JobView
     private let commands: JobCommands
@@ -51,10 +53,39 @@ final class WorkerDirectory: Service {
         let decoder = WireFormat.decoder()
         for await message in reader {
             guard let value = message.value, let heartbeat = try? decoder.decode(WorkerHeartbeat.self, from: Data(value)) else { continue }
-            workers.withLock { workers in
-                if let known = workers[heartbeat.workerID], known.sentAt > heartbeat.sentAt { return }
+            let isNewest = workers.withLock { workers in
+                if let known = workers[heartbeat.workerID], known.sentAt > heartbeat.sentAt { return false }
                 workers[heartbeat.workerID] = heartbeat
+                return true
             }
+            if isNewest { learnTypes(from: heartbeat) }
+        }
+    }
+
+    /// Job types any worker has announced: jobs of these types are accepted even
+    /// while no worker runs, since they wait safely in Kafka.
+    var announcedTypes: [String: JobTypeDescriptor] { announced.withLock { $0 } }
+
+    /// The live workers that serve each job type.
+    func liveWorkersByType(now: Date = Date()) -> [String: [String]] {
+        var byType: [String: [String]] = [:]
+        for (heartbeat, alive) in list(now: now) where alive {
+            for type in heartbeat.jobTypes { byType[type.name, default: []].append(heartbeat.workerID) }
+        }
+        return byType
+    }
+
+    private func learnTypes(from heartbeat: WorkerHeartbeat) {
+        let types = heartbeat.jobTypes.compactMap { info -> JobTypeDescriptor? in
+            guard let schema = ParamsSchema(jsonSchema: info.paramsSchema) else {
+                logger.warning("ignoring a job type whose params schema can't be read",
+                               metadata: ["type": "\(info.name)", "worker.id": "\(heartbeat.workerID)"])
+                return nil
+            }
+            return JobTypeDescriptor(name: info.name, summary: info.summary, params: schema)
+        }
+        announced.withLock { announced in
+            for type in types where announced[type.name] != type { announced[type.name] = type }
         }
     }
 
