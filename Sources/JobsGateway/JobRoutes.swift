@@ -21,7 +21,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         router.post("/jobs", use: submit)
         router.get("/jobs/{id}", use: read)
         router.post("/jobs/{id}/cancel", use: cancel)
-        router.get("/health") { _, _ in jsonResponse(.ok, ["status": "up"]) }
+        router.get("/health") { _, _ in try jsonResponse(.ok, ["status": "up"]) }
         router.get("/ready", use: readiness)
         router.get("/workers", use: listWorkers)
         router.get("/job-types", use: listJobTypes)
@@ -117,7 +117,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
 
     @Sendable func readiness(request: Request, context: Context) async throws -> Response {
         guard view.isReady else { throw ProblemDetails.notReady() }
-        return jsonResponse(.ok, ["status": "ready", "jobs": "\(view.count)"])
+        return try jsonResponse(.ok, Readiness(status: "ready", jobs: view.count))
     }
 
     /// What workers announce wins over configuration: they run the jobs.
@@ -132,8 +132,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
             JobTypeView(name: type.name, summary: type.summary, paramsSchema: type.params.jsonSchema,
                         workers: serving[type.name] ?? [])
         }
-        return Response(status: .ok, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: try WireFormat.encode(["jobTypes": body]))))
+        return try jsonResponse(.ok, ["jobTypes": body])
     }
 
     /// `GET /workers`: every worker heard from, its job types, capacity, running jobs and last heartbeat.
@@ -144,8 +143,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
                        runningJobs: entry.heartbeat.runningJobs, startedAt: entry.heartbeat.startedAt,
                        lastHeartbeatAt: entry.heartbeat.sentAt)
         }
-        return Response(status: .ok, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: try WireFormat.encode(["workers": body]))))
+        return try jsonResponse(.ok, ["workers": body])
     }
 
     /// An idempotency key survives restarts through the status topic; on a miss,
@@ -172,16 +170,22 @@ struct JobRoutes<Context: RequestContext>: Sendable {
     }
 
     private func snapshotResponse(_ snapshot: JobSnapshot, status: HTTPResponse.Status, location: Bool = false) throws -> Response {
-        var headers: HTTPFields = [.contentType: "application/json"]
-        if location { headers[.location] = "/jobs/\(snapshot.id)" }
-        let body = try WireFormat.encode(snapshot)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        var response = try jsonResponse(status, snapshot)
+        if location { response.headers[.location] = "/jobs/\(snapshot.id)" }
+        return response
     }
 }
 
-func jsonResponse(_ status: HTTPResponse.Status, _ fields: [String: String]) -> Response {
-    let body = (try? JSONEncoder().encode(fields)) ?? Data("{}".utf8)
-    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+/// A JSON body in the wire format every topic and route shares.
+func jsonResponse(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
+    Response(status: status, headers: [.contentType: "application/json"],
+             body: .init(byteBuffer: ByteBuffer(bytes: try WireFormat.encode(value))))
+}
+
+/// `GET /ready` once the view has caught up.
+struct Readiness: Encodable {
+    let status: String
+    let jobs: Int
 }
 
 /// A worker as `GET /workers` shows it.
