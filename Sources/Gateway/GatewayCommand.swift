@@ -5,6 +5,8 @@ import JobsGateway
 import JobsWorker
 import KafkaClient
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// `gateway`: the HTTP API in front of Kafka; `gateway --embedded` runs the
@@ -123,7 +125,10 @@ struct GatewayCommand: AsyncParsableCommand {
             extraServices.append(worker)
             printEmbeddedBanner(bootstrap: bootstrap, configuration: configuration)
         }
-        let app = try buildGateway(configuration: configuration, extraServices: extraServices, logger: logger)
+        // One registry for the gateway's own metrics and everything reported through swift-metrics (HTTP, libraries).
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let app = try buildGateway(configuration: configuration, extraServices: extraServices, metricsRegistry: registry, logger: logger)
         try await app.runService()
         withExtendedLifetime(cluster) {}
     }
@@ -149,13 +154,15 @@ struct GatewayCommand: AsyncParsableCommand {
 /// compacted (the latest record of each key is all a reader needs); the status
 /// topic keeps an hour of history uncompacted, so a final snapshot is never
 /// compacted away before its command's offset is committed (docs/delivery.md).
+///
+/// Commands live at most 5 days plus one 1-day segment, less than the 7 days an
+/// ended job stays known: a command delivered again always finds its job's end
+/// (docs/operations.md, "Retention and compaction").
 func topicSpecs(_ topics: TopicNames, partitions: Int32, replication: Int32) -> [TopicSpec] {
-    let week = "\(7 * 24 * 3_600_000)"
+    let commandLife = ["retention.ms": "\(5 * 24 * 3_600_000)", "segment.ms": "\(24 * 3_600_000)"]
     return [
-        TopicSpec(name: topics.commands, partitions: partitions, replicationFactor: replication,
-                  configs: ["retention.ms": week]),
-        TopicSpec(name: topics.control, partitions: partitions, replicationFactor: replication,
-                  configs: ["retention.ms": week]),
+        TopicSpec(name: topics.commands, partitions: partitions, replicationFactor: replication, configs: commandLife),
+        TopicSpec(name: topics.control, partitions: partitions, replicationFactor: replication, configs: commandLife),
         TopicSpec(name: topics.status, partitions: partitions, replicationFactor: replication,
                   configs: ["cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"]),
         TopicSpec(name: topics.workers, partitions: 1, replicationFactor: replication,

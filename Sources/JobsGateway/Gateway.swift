@@ -2,6 +2,7 @@ import Hummingbird
 import JobsCore
 import KafkaClient
 import Logging
+import Prometheus
 import ServiceLifecycle
 
 /// Builds the gateway: its Kafka clients, the job view and the HTTP server, as
@@ -9,10 +10,19 @@ import ServiceLifecycle
 ///
 /// `extraServices` run beside them (embedded mode adds the workers); they start
 /// before the server and stop after it, and the producer stops last so it can
-/// flush.
+/// flush. `/metrics` exports `metricsRegistry`; bootstrap swift-metrics with the
+/// same registry to add the HTTP metrics and those of other libraries.
 public func buildGateway(
-    configuration: GatewayConfiguration, extraServices: [any Service] = [], logger: Logger = Logger(label: "jobs.gateway")
+    configuration: GatewayConfiguration, extraServices: [any Service] = [],
+    metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+    logger: Logger = Logger(label: "jobs.gateway")
 ) throws -> some ApplicationProtocol {
+    let metrics = GatewayMetrics(
+        registry: metricsRegistry,
+        lagProbe: try ConsumerGroupLag(configuration: configuration.kafka, group: configuration.workerGroup,
+                                       topic: configuration.topics.commands, logger: logger),
+        logger: logger
+    )
     let producer = try KafkaProducer(configuration: configuration.producerConfiguration,
                                      topics: configuration.topics.all, logger: logger)
     let commands = JobCommands(producer: producer, topics: configuration.topics)
@@ -24,7 +34,7 @@ public func buildGateway(
         }
     }
     let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger,
-                           retention: retention) { final in
+                           retention: retention, metrics: metrics) { final in
         do {
             try await commands.publishStatus(final)
         } catch {
@@ -34,11 +44,13 @@ public func buildGateway(
     let directory = try WorkerDirectory(configuration: configuration.kafka, topics: configuration.topics, view: view,
                                         commands: commands, silenceTimeout: configuration.workerSilenceTimeout, logger: logger)
     let router = Router()
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware(bodyLimit: configuration.maxBodyBytes, logger: logger))
     JobRoutes(
         view: view,
         workers: directory,
         commands: commands,
+        metrics: metrics,
         configuredTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
         configuration: configuration,
         logger: logger
@@ -46,7 +58,7 @@ public func buildGateway(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
-        services: [producer, view, directory] + extraServices,
+        services: [producer, view, directory, metrics] + extraServices,
         logger: logger
     )
 }

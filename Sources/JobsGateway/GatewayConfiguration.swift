@@ -25,13 +25,15 @@ public struct GatewayConfiguration: Sendable {
     public var jobRetention: Duration
     /// How often expired jobs are looked for.
     public var retentionSweepInterval: Duration
+    /// The workers' consumer group, whose lag on the commands topic is reported.
+    public var workerGroup: String
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
         commandTimeout: Duration = .seconds(5), maxBodyBytes: Int = 64 * 1024,
         jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2),
         workerSilenceTimeout: Duration = .seconds(10), jobRetention: Duration = .seconds(7 * 24 * 3600),
-        retentionSweepInterval: Duration = .seconds(60)
+        retentionSweepInterval: Duration = .seconds(60), workerGroup: String = "jobs-workers"
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -44,6 +46,7 @@ public struct GatewayConfiguration: Sendable {
         self.workerSilenceTimeout = workerSilenceTimeout
         self.jobRetention = jobRetention
         self.retentionSweepInterval = retentionSweepInterval
+        self.workerGroup = workerGroup
     }
 
     /// The producer's settings: the command deadline bounds every delivery.

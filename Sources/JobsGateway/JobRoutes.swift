@@ -11,6 +11,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
     let view: JobView
     let workers: WorkerDirectory
     let commands: JobCommands
+    let metrics: GatewayMetrics
     let keysInFlight = KeysInFlight()
     /// Types from configuration; the ones workers announce are added to them.
     let configuredTypes: [String: JobTypeDescriptor]
@@ -25,6 +26,10 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         router.get("/ready", use: readiness)
         router.get("/workers", use: listWorkers)
         router.get("/job-types", use: listJobTypes)
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
+        }
     }
 
     /// `POST /jobs`: validate, publish the start command, answer 202 once Kafka acknowledged it.
@@ -66,6 +71,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
             throw ProblemDetails.brokerUnavailable("the job could not be queued in time (\(error.code)); it was not accepted")
         }
         view.apply(job)
+        metrics.submitted(type: job.type)
         do {
             // Makes the job visible to every replica (and to outside consumers) while it waits.
             try await commands.publishStatus(job)

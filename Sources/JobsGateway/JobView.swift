@@ -17,6 +17,12 @@ public final class JobView: Service {
         var idempotencyKeys: [String: JobID] = [:]
         /// Ended jobs whose last record on the topic is a stale one.
         var staleTails: Set<JobID> = []
+        var countsByStatus: [JobStatus: Int] = [:]
+
+        mutating func count(_ removed: JobSnapshot?, _ added: JobSnapshot?) {
+            if let removed { countsByStatus[removed.status, default: 0] -= 1 }
+            if let added { countsByStatus[added.status, default: 0] += 1 }
+        }
     }
 
     private let state = Mutex(State())
@@ -27,6 +33,7 @@ public final class JobView: Service {
     /// Re-publishes a terminal snapshot (see `follow`).
     private let reassert: @Sendable (JobSnapshot) async -> Void
     private let retention: Retention?
+    private let metrics: GatewayMetrics?
     private let logger: Logger
 
     /// Ended jobs older than `age` leave the view; `tombstone` tells the topic.
@@ -37,12 +44,13 @@ public final class JobView: Service {
     }
 
     init(configuration: KafkaConfiguration, topic: String, logger: Logger, retention: Retention? = nil,
-         reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
+         metrics: GatewayMetrics? = nil, reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
         let reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning, logger: logger)
         self.reader = reader
         self.endOffsets = SharedQuery { try await reader.endOffsets() }
         self.reassert = reassert
         self.retention = retention
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -72,16 +80,25 @@ public final class JobView: Service {
     /// Folds one snapshot; returns the job's state when the snapshot was stale
     /// (changed nothing) while the job had already ended, and differs from it.
     private func fold(_ snapshot: JobSnapshot) -> JobSnapshot? {
-        state.withLock { state in
+        let (previous, changed, staleFinal, counts) = state.withLock { state in
             if let key = snapshot.idempotencyKey { state.idempotencyKeys[key] = snapshot.id }
-            let changed = state.table.apply(snapshot) != nil
-            guard !changed, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot else {
+            let previous = state.table[snapshot.id]
+            let changed = state.table.apply(snapshot)
+            if let changed { state.count(previous, changed) }
+            var staleFinal: JobSnapshot?
+            if changed == nil, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot {
+                state.staleTails.insert(snapshot.id)
+                staleFinal = current
+            } else {
                 state.staleTails.remove(snapshot.id)
-                return nil
             }
-            state.staleTails.insert(snapshot.id)
-            return current
+            return (previous, changed, staleFinal, changed.map { _ in state.countsByStatus })
         }
+        if let changed, let metrics {
+            metrics.jobChanged(from: previous, to: changed, live: isReady)
+            if let counts { metrics.setJobCounts(counts) }
+        }
+        return staleFinal
     }
 
     /// Compaction keeps the *last* record of a key, so an ended job whose last
@@ -146,12 +163,16 @@ public final class JobView: Service {
     }
 
     private func forget(_ id: JobID) {
-        state.withLock { state in
-            if let removed = state.table.remove(id), let key = removed.idempotencyKey, state.idempotencyKeys[key] == id {
+        let counts = state.withLock { state in
+            let removed = state.table.remove(id)
+            state.count(removed, nil)
+            if let key = removed?.idempotencyKey, state.idempotencyKeys[key] == id {
                 state.idempotencyKeys.removeValue(forKey: key)
             }
             state.staleTails.remove(id)
+            return state.countsByStatus
         }
+        metrics?.setJobCounts(counts)
     }
 
     /// Drops ended jobs older than the retention age, and writes their tombstones

@@ -1,0 +1,41 @@
+import Foundation
+import JobsCore
+import Testing
+
+@Suite("Prometheus metrics", .timeLimit(.minutes(2)))
+struct MetricsTests {
+    @Test("GET /metrics counts submitted, started and finished jobs, shows jobs by status, wait and run times, and the workers' lag")
+    func jobMetrics() async throws {
+        let system = try TestCluster()
+        try await system.withGateway { client in
+            // Counters count what happens once the view is live.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await client.request(.get, "/ready").status != .ok, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            var ids: [JobID] = []
+            for _ in 0..<3 { ids.append(try await client.submit(#"{"type":"noop"}"#).id) }
+            let failing = try await client.submit(#"{"type":"sleep","params":{"steps":50,"stepMs":20},"timeoutMs":50}"#)
+            for id in ids + [failing.id] { try await client.waitFor(id) { $0.status.isTerminal } }
+
+            let reply = try await client.request(.get, "/metrics")
+            #expect(reply.status == .ok)
+            #expect(reply.headers[.contentType]?.hasPrefix("text/plain") == true)
+            let text = reply.text
+            func value(_ series: String) -> Double? {
+                text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+            }
+            #expect(value(#"jobs_submitted_total{type="noop"}"#) == 3)
+            #expect(value(#"jobs_submitted_total{type="sleep"}"#) == 1)
+            #expect(value(#"jobs_started_total{type="noop"}"#) == 3)
+            #expect(value(#"jobs_finished_total{type="noop",status="succeeded"}"#) == 3)
+            #expect(value(#"jobs_finished_total{type="sleep",status="failed"}"#) == 1)
+            #expect(value(#"jobs{status="succeeded"}"#) == 3)
+            #expect(value(#"jobs{status="failed"}"#) == 1)
+            #expect(value(#"jobs{status="running"}"#) == 0)
+            #expect(value(#"jobs_queue_wait_seconds_count{type="noop"}"#) == 3)
+            #expect(value(#"jobs_run_seconds_count{type="sleep"}"#) == 1)
+            #expect(text.contains(#"jobs_commands_consumer_lag{group="jobs-workers"}"#))
+        }
+    }
+}
