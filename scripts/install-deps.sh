@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the package needs beyond the Swift toolchain, from Debian's
-# packages: librdkafka (the Kafka client library) and pkg-config, which finds it.
+# packages: librdkafka (the Kafka client library) and pkg-config, which finds it;
+# and docker-compose, with which the tests validate docker-compose.yml offline
+# (`docker-compose config`; no Docker engine is needed for that).
 # Safe to run again; it does nothing when they are there.
 set -euo pipefail
-if command -v pkg-config >/dev/null && pkg-config --exists rdkafka; then
+missing=()
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists rdkafka; then
+    missing+=(librdkafka-dev pkg-config)
+fi
+if ! command -v docker-compose >/dev/null; then
+    missing+=(docker-compose)
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 $sudo apt-get update
-$sudo apt-get install -y --no-install-recommends librdkafka-dev pkg-config
+$sudo apt-get install -y --no-install-recommends "${missing[@]}"
