@@ -84,4 +84,18 @@ struct KafkaClientTests {
         cluster.setBrokerUp()
         await producer.shutdown()
     }
+
+    @Test("topic provisioning that gets no answer fails within its timeout with an error naming the request")
+    func createTopicsTimesOut() async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: .quiet)  // the mock never answers CreateTopics
+        let started = ContinuousClock.now
+        let error = await #expect(throws: KafkaError.self) {
+            try await KafkaAdmin.createTopics([TopicSpec(name: "t", partitions: 1)], configuration: cluster.configuration,
+                                              timeout: .seconds(1), logger: .quiet)
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(error?.isTimeout == true, "\(String(describing: error))")
+        #expect(error?.message.contains("CreateTopics") == true || error?.message.contains("timed out") == true,
+                "\(String(describing: error))")
+    }
 }
