@@ -1,139 +1,261 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import Hummingbird
 import JobsCore
-import NIOCore
-import NIOHTTP1
+import KafkaClient
+import Logging
 
 /// `jobs-bench`: measures the system from the outside, as separate processes
-/// driven over HTTP, and prints one JSON line per workload.
+/// (broker, gateway, workers) driven over HTTP from this one, and prints one
+/// JSON line per workload.
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobs-bench",
         abstract: "Measures the job system; prints one JSON line per workload.",
-        subcommands: [RoundTrip.self]
+        subcommands: [All.self, RoundTrip.self, Broker.self, ReferenceServer.self]
     )
 }
 
-/// One `noop` job at a time: POST, then GET until it is `succeeded`.
-struct RoundTrip: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "roundtrip",
-        abstract: "Round-trip time of one noop job, POST to succeeded seen by GET, against `gateway --embedded`."
-    )
+/// Every workload of docs/benchmarks.md, in order, each bounded in count and time.
+struct All: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs every workload (use --quick for a smoke run of seconds).")
 
-    @Option(help: "Jobs to time, one after another.")
-    var count = 200
+    @Flag(help: "Small counts and short durations: checks that the benchmark works, measures nothing.")
+    var quick = false
 
-    @Option(help: "Jobs run first and not timed (connections, group join, JIT-free warm caches).")
-    var warmup = 20
-
-    @Option(help: "Port for the gateway under test.")
-    var port = 18080
-
-    @Option(help: "The gateway executable (default: beside this one).")
-    var gateway: String?
+    @Option(help: "Workloads to run, comma-separated: submit,e2e,cancel,reads,memory,scaleout")
+    var only = "submit,e2e,cancel,reads,memory,scaleout"
 
     func run() async throws {
-        let executable = gateway ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gateway").path
-        let system = try SystemUnderTest(executable: executable, arguments: ["--embedded", "--port", "\(port)", "--log-level", "warning"])
-        defer { system.stop() }
-        let base = "http://127.0.0.1:\(port)"
-        let client = HTTPClient.shared
-
-        try await waitUntilReady(client, base: base)
-        var wallMs: [Double] = []
-        var serverMs: [Double] = []
-        for index in 0..<(warmup + count) {
-            let started = ContinuousClock.now
-            let accepted = try await send(client, "POST", base + "/jobs", body: #"{"type":"noop"}"#)
-            guard accepted.status == .accepted else { throw BenchError("POST answered \(accepted.status)") }
-            var snapshot = try accepted.snapshot
-            while snapshot.status != .succeeded {
-                guard !snapshot.status.isTerminal else { throw BenchError("job ended \(snapshot.status)") }
-                snapshot = try await send(client, "GET", base + "/jobs/\(snapshot.id)").snapshot
+        let wanted = Set(only.split(separator: ",").map(String.init))
+        let jobs = quick ? 500 : 20_000
+        if !wanted.isDisjoint(with: ["submit", "e2e", "cancel", "reads"]) {
+            let system = try await Deployment(port: 18180, partitions: 12, workers: 2, concurrency: 128)
+            try await system.waitForWorkers(2)
+            var ids: [JobID] = []
+            if wanted.contains("submit") { ids = try await submit(system, jobs: jobs) }
+            if wanted.contains("e2e") { try await endToEnd(system, jobs: jobs) }
+            if wanted.contains("cancel") { try await cancel(system, jobs: quick ? 20 : 200) }
+            if wanted.contains("reads") {
+                if ids.isEmpty { ids = try await submit(system, jobs: 1000, report: false) }
+                try await reads(system, ids: ids, duration: quick ? .seconds(1) : .seconds(10))
             }
-            guard index >= warmup else { continue }
-            wallMs.append((ContinuousClock.now - started).milliseconds)
-            serverMs.append((snapshot.finishedAt ?? snapshot.updatedAt).timeIntervalSince(snapshot.createdAt) * 1000)
+            await system.shutdown()
         }
-        printLine(workload: "roundtrip", [
-            "jobs": Double(count),
-            "p50_ms": percentile(wallMs, 50), "p99_ms": percentile(wallMs, 99),
-            "min_ms": wallMs.min() ?? 0, "max_ms": wallMs.max() ?? 0,
-            "server_p50_ms": percentile(serverMs, 50),
+        if wanted.contains("memory") { try await memory(jobs: quick ? 10_000 : 1_000_000) }
+        if wanted.contains("scaleout") { try await scaleOut(jobs: quick ? 100 : 2_000) }
+    }
+
+    /// 1. POST /jobs (noop) at 64 connections.
+    func submit(_ system: Deployment, jobs: Int, report: Bool = true) async throws -> [JobID] {
+        let ids = IDs()
+        let (client, base) = (system.client, system.base)
+        let cpuBefore = cpuSeconds()
+        let (latencies, seconds) = try await load(connections: 64, total: jobs) { _ in
+            let reply = try await send(client, "POST", base + "/jobs", body: #"{"type":"noop"}"#)
+            guard reply.status == .accepted else { throw BenchError("POST answered \(reply.status)") }
+            ids.append(try reply.snapshot.id)
+        }
+        if report {
+            printLine(workload: "submit", [
+                "requests": Double(jobs), "requests_per_s": Double(jobs) / seconds,
+                "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+                "loadgen_cpu_share": (cpuSeconds() - cpuBefore) / (seconds * Double(ProcessInfo.processInfo.activeProcessorCount)),
+            ])
+        }
+        return ids.all
+    }
+
+    /// 2. From the first POST until every job is `succeeded` in the view.
+    func endToEnd(_ system: Deployment, jobs: Int) async throws {
+        try await drain(system)
+        let before = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#)
+        let (client, base) = (system.client, system.base)
+        let started = ContinuousClock.now
+        _ = try await load(connections: 64, total: jobs) { _ in
+            let reply = try await send(client, "POST", base + "/jobs", body: #"{"type":"noop"}"#)
+            guard reply.status == .accepted else { throw BenchError("POST answered \(reply.status)") }
+        }
+        var done = 0.0
+        let deadline = ContinuousClock.now + .seconds(300)
+        while ContinuousClock.now < deadline {
+            done = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#) - before
+            if done >= Double(jobs) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let seconds = (ContinuousClock.now - started).seconds
+        printLine(workload: "e2e", ["jobs": Double(jobs), "jobs_per_s": done / seconds, "lost": Double(jobs) - done, "seconds": seconds])
+    }
+
+    /// 3. Long sleep jobs, all running, cancelled one by one.
+    func cancel(_ system: Deployment, jobs: Int) async throws {
+        try await drain(system)
+        var ids: [JobID] = []
+        for _ in 0..<jobs {
+            ids.append(try await send(system.client, "POST", system.base + "/jobs",
+                                      body: #"{"type":"sleep","params":{"steps":100000,"stepMs":10}}"#).snapshot.id)
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await metric(system.client, base: system.base, #"jobs{status="running"}"#) < Double(jobs) {
+            guard ContinuousClock.now < deadline else { throw BenchError("the sleep jobs did not all start") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        var latencies: [Double] = []
+        for id in ids {
+            let started = ContinuousClock.now
+            _ = try await send(system.client, "POST", system.base + "/jobs/\(id)/cancel")
+            while try await send(system.client, "GET", system.base + "/jobs/\(id)").snapshot.status != .cancelled {
+                guard ContinuousClock.now - started < .seconds(10) else { throw BenchError("job \(id) not cancelled") }
+            }
+            latencies.append((ContinuousClock.now - started).milliseconds)
+        }
+        printLine(workload: "cancel", ["jobs": Double(jobs), "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)])
+    }
+
+    /// 4. GET /jobs/{id} at 64 connections, beside a bare Hummingbird route measured the same way.
+    func reads(_ system: Deployment, ids: [JobID], duration: Duration) async throws {
+        let (client, base) = (system.client, system.base)
+        let cpuBefore = cpuSeconds()
+        let (latencies, seconds) = try await load(connections: 64, duration: duration) { index in
+            let reply = try await send(client, "GET", base + "/jobs/\(ids[index % ids.count])")
+            guard reply.status == .ok else { throw BenchError("GET answered \(reply.status)") }
+        }
+        let cpuShare = (cpuSeconds() - cpuBefore) / (seconds * Double(ProcessInfo.processInfo.activeProcessorCount))
+        let reference = try ChildProcess(sibling("jobs-bench"), ["reference-server", "--port", "18190"], name: "reference")
+        defer { reference.stop() }
+        try await waitUntilReady(system.client, base: "http://127.0.0.1:18190")
+        let (referenceLatencies, referenceSeconds) = try await load(connections: 64, duration: duration) { _ in
+            _ = try await send(client, "GET", "http://127.0.0.1:18190/ready")
+        }
+        let rate = Double(latencies.count) / seconds
+        let referenceRate = Double(referenceLatencies.count) / referenceSeconds
+        printLine(workload: "reads", [
+            "requests_per_s": rate, "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "reference_requests_per_s": referenceRate, "reference_p99_ms": percentile(referenceLatencies, 99),
+            "share_of_reference": rate / referenceRate, "loadgen_cpu_share": cpuShare,
         ])
     }
-}
 
-struct BenchError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+    /// 5. A gateway's memory with `jobs` ended jobs in its view, and its time to ready.
+    func memory(jobs: Int) async throws {
+        let broker = try ChildProcess(sibling("jobs-bench"), ["broker", "--partitions", "6"], name: "broker")
+        defer { broker.stop() }
+        let bootstrap = try broker.firstLine()
+        let client = HTTPClient.shared
+        func startGateway(_ port: Int) async throws -> (ChildProcess, Duration) {
+            let started = ContinuousClock.now
+            let gateway = try ChildProcess(sibling("gateway"), ["--brokers", bootstrap, "--port", "\(port)", "--create-topics", "false",
+                                                                "--log-level", "error"], name: "gateway")
+            try await waitUntilReady(client, base: "http://127.0.0.1:\(port)", timeout: .seconds(600))
+            return (gateway, ContinuousClock.now - started)
+        }
+        let (empty, _) = try await startGateway(18200)
+        try await Task.sleep(for: .seconds(1))
+        let emptyBytes = empty.residentBytes
+        empty.stop()
 
-/// The system as a child process, stopped (SIGTERM) when the benchmark ends.
-final class SystemUnderTest {
-    private let process = Process()
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "20"]),
+                                         topics: ["jobs.status"], logger: Logger(label: "bench"))
+        let now = Date()
+        let encoder = WireFormat.encoder()
+        for index in 0..<jobs {
+            let id = JobID.generate()
+            var job = JobSnapshot.queued(id: id, type: "noop", params: [:], at: now)
+            job = try job.started(attempt: 1, by: "bench-\(index % 4)", at: now).succeeded(result: nil, at: now)
+            try producer.post(topic: "jobs.status", key: Array(id.rawValue.utf8), value: Array(encoder.encode(job)))
+        }
+        await producer.shutdown(flushTimeout: .seconds(120))
 
-    init(executable: String, arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let (full, readyAfter) = try await startGateway(18201)
+        try await Task.sleep(for: .seconds(1))
+        let fullBytes = full.residentBytes
+        full.stop()
+        printLine(workload: "memory", [
+            "jobs": Double(jobs), "bytes_per_job": Double(fullBytes - emptyBytes) / Double(jobs),
+            "rss_empty_mib": Double(emptyBytes) / 1_048_576, "rss_full_mib": Double(fullBytes) / 1_048_576,
+            "ready_after_s": readyAfter.seconds,
+        ])
     }
 
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
+    /// 6. Throughput of 20 ms sleep jobs with 1, 2 and 4 worker processes.
+    func scaleOut(jobs: Int) async throws {
+        var rates: [Int: Double] = [:]
+        for workers in [1, 2, 4] {
+            let system = try await Deployment(port: 18210 + workers, partitions: 12, workers: workers, concurrency: 8)
+            try await system.waitForWorkers(workers)
+            let before = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#)
+            let (client, base) = (system.client, system.base)
+            let started = ContinuousClock.now
+            _ = try await load(connections: 64, total: jobs) { _ in
+                _ = try await send(client, "POST", base + "/jobs", body: #"{"type":"sleep","params":{"steps":1,"stepMs":20}}"#)
+            }
+            let deadline = ContinuousClock.now + .seconds(300)
+            while try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#) - before < Double(jobs),
+                  ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            rates[workers] = Double(jobs) / (ContinuousClock.now - started).seconds
+            await system.shutdown()
+        }
+        printLine(workload: "scaleout", [
+            "jobs": Double(jobs), "workers_1_jobs_per_s": rates[1] ?? 0, "workers_2_jobs_per_s": rates[2] ?? 0,
+            "workers_4_jobs_per_s": rates[4] ?? 0, "speedup_4_over_1": (rates[4] ?? 0) / max(rates[1] ?? 1, 0.001),
+        ])
+    }
+
+    /// Waits until nothing is queued or running, so one workload doesn't measure the last.
+    func drain(_ system: Deployment) async throws {
+        let deadline = ContinuousClock.now + .seconds(300)
+        while ContinuousClock.now < deadline {
+            let queued = try await metric(system.client, base: system.base, #"jobs{status="queued"}"#)
+            let running = try await metric(system.client, base: system.base, #"jobs{status="running"}"#)
+            if queued + running == 0 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 }
 
-struct Reply {
-    let status: HTTPResponseStatus
-    let body: ByteBuffer
-    var snapshot: JobSnapshot {
-        get throws { try WireFormat.decode(JobSnapshot.self, from: Array(buffer: body)) }
+final class IDs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids: [JobID] = []
+    func append(_ id: JobID) { lock.lock(); ids.append(id); lock.unlock() }
+    var all: [JobID] { lock.lock(); defer { lock.unlock() }; return ids }
+}
+
+/// The embedded (in-memory) broker as a process of its own, with the job topics.
+/// Prints its bootstrap address as its first line.
+struct Broker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs an embedded broker with the job topics until killed.")
+
+    @Option var partitions: Int32 = 6
+
+    func run() async throws {
+        var logger = Logger(label: "broker")
+        logger.logLevel = .error
+        let cluster = try EmbeddedKafkaCluster(logger: logger)
+        let topics = TopicNames()
+        for topic in topics.all { try cluster.createTopic(topic, partitions: topic == topics.workers ? 1 : partitions) }
+        writeLine(cluster.bootstrapServers)
+        while true { try await Task.sleep(for: .seconds(3600)) }
     }
 }
 
-func send(_ client: HTTPClient, _ method: String, _ url: String, body: String? = nil) async throws -> Reply {
-    var request = HTTPClientRequest(url: url)
-    request.method = HTTPMethod(rawValue: method)
-    if let body {
-        request.headers.add(name: "content-type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: body))
-    }
-    let response = try await client.execute(request, timeout: .seconds(30))
-    return Reply(status: response.status, body: try await response.body.collect(upTo: 1 << 20))
-}
+/// A bare Hummingbird route returning a small JSON object: the reference the
+/// reads workload is compared with.
+struct ReferenceServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "reference-server", abstract: "Serves GET /ready with a small JSON object.")
 
-func waitUntilReady(_ client: HTTPClient, base: String, timeout: Duration = .seconds(60)) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if let reply = try? await send(client, "GET", base + "/ready"), reply.status == .ok { return }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    throw BenchError("the gateway was not ready within \(timeout)")
-}
+    @Option var port = 18190
 
-func percentile(_ values: [Double], _ p: Double) -> Double {
-    guard !values.isEmpty else { return 0 }
-    let sorted = values.sorted()
-    let rank = Int((p / 100 * Double(sorted.count - 1)).rounded())
-    return sorted[rank]
-}
-
-/// One JSON line: the workload's name, then its figures rounded to 0.01.
-func printLine(workload: String, _ figures: [String: Double]) {
-    let rendered = figures.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\(($0.value * 100).rounded() / 100)" }
-    print("{\"workload\":\"\(workload)\"," + rendered.joined(separator: ",") + "}")
-}
-
-extension Duration {
-    var milliseconds: Double {
-        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    func run() async throws {
+        struct Body: ResponseEncodable { let status: String }
+        let router = Router()
+        router.get("/ready") { _, _ in Body(status: "ready") }
+        var logger = Logger(label: "reference")
+        logger.logLevel = .error
+        try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+            .runService()
     }
 }
