@@ -1,7 +1,8 @@
 import Foundation
 
-/// Published by the gateway on the commands topic (key: job id) for the worker
-/// group to run. It carries the job as accepted, so a worker needs nothing else.
+/// Published by the gateway on the commands topic (key: the job's ordering key
+/// if it has one, else its id) for the worker group to run. It carries the job
+/// as accepted, so a worker needs nothing else.
 public struct StartJobCommand: Sendable, Hashable, Codable {
     public var schemaVersion: Int
     public var job: JobSnapshot

@@ -38,6 +38,11 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
     public var stalled: Bool?
     /// The client's `Idempotency-Key`, if it sent one.
     public var idempotencyKey: String?
+    /// Jobs with the same ordering key run one at a time, in the order they were
+    /// submitted; jobs with different keys (or none) run in parallel. The gateway
+    /// makes it the start command's Kafka key, so one partition holds a key's jobs
+    /// in order, and a worker never runs two jobs of one key at once.
+    public var orderingKey: String?
 
     public init(
         id: JobID, type: String, params: JSONValue, status: JobStatus = .queued,
@@ -45,7 +50,7 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
         result: JSONValue? = nil, error: JobError? = nil, workerID: String? = nil,
         createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
         updatedAt: Date? = nil, cancelRequested: Bool = false, maxAttempts: Int? = nil, timeoutMs: Int? = nil,
-        stalled: Bool? = nil, idempotencyKey: String? = nil
+        stalled: Bool? = nil, idempotencyKey: String? = nil, orderingKey: String? = nil
     ) {
         self.schemaVersion = Self.currentSchemaVersion
         self.id = id
@@ -67,6 +72,7 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
         self.timeoutMs = timeoutMs
         self.stalled = stalled
         self.idempotencyKey = idempotencyKey
+        self.orderingKey = orderingKey
     }
 
     /// Whether the job's worker is believed lost (see ``stalled``).
@@ -74,9 +80,10 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
 
     /// A freshly accepted job, as the gateway publishes it.
     public static func queued(id: JobID = .generate(), type: String, params: JSONValue, maxAttempts: Int? = nil,
-                              timeoutMs: Int? = nil, idempotencyKey: String? = nil, at now: Date = Date()) -> JobSnapshot {
+                              timeoutMs: Int? = nil, idempotencyKey: String? = nil, orderingKey: String? = nil,
+                              at now: Date = Date()) -> JobSnapshot {
         JobSnapshot(id: id, type: type, params: params, createdAt: now, maxAttempts: maxAttempts, timeoutMs: timeoutMs,
-                    idempotencyKey: idempotencyKey)
+                    idempotencyKey: idempotencyKey, orderingKey: orderingKey)
     }
 }
 

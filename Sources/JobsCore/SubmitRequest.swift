@@ -11,18 +11,27 @@ public struct SubmitRequest: Sendable, Hashable {
     public var maxAttempts: Int?
     /// Overrides the job type's time limit for one attempt.
     public var timeoutMs: Int?
+    /// Jobs sharing this key run one at a time, in submit order (see ``JobSnapshot/orderingKey``).
+    public var orderingKey: String?
 
-    public init(type: String, params: JSONValue = [:], maxAttempts: Int? = nil, timeoutMs: Int? = nil) {
+    public init(type: String, params: JSONValue = [:], maxAttempts: Int? = nil, timeoutMs: Int? = nil,
+                orderingKey: String? = nil) {
         self.type = type
         self.params = params
         self.maxAttempts = maxAttempts
         self.timeoutMs = timeoutMs
+        self.orderingKey = orderingKey
     }
+
+    /// Longest ordering key, in characters: it becomes a Kafka message key, and
+    /// 255 is the bound the API already uses for `Idempotency-Key`.
+    public static let orderingKeyMaxLength = 255
 
     /// The request's own options, checked like params.
     static let options = ParamsSchema([
         .init("maxAttempts", .integer(minimum: 1, maximum: 100)),
         .init("timeoutMs", .integer(minimum: 1, maximum: 7 * 24 * 3_600_000)),
+        .init("orderingKey", .string(maxLength: orderingKeyMaxLength)),
     ])
 
     /// Why a body was refused; the gateway turns each case into a problem response.
@@ -64,6 +73,10 @@ public struct SubmitRequest: Sendable, Hashable {
         violations += options.violations(of: .object(optionValues)).map {
             ParamsSchema.Violation(pointer: String($0.pointer.dropFirst("/params".count)), detail: $0.detail)
         }
+        // An empty key would silently order nothing; the schema subset has no minLength.
+        if optionValues["orderingKey"] == "" {
+            violations.append(.init(pointer: "/orderingKey", detail: "must not be empty"))
+        }
         guard violations.isEmpty, let typeName else { return .failure(.invalidFields(violations)) }
         guard let descriptor = types[typeName] else {
             return .failure(.unknownType(typeName, known: types.keys.sorted()))
@@ -71,6 +84,7 @@ public struct SubmitRequest: Sendable, Hashable {
         let paramViolations = descriptor.params.violations(of: params)
         guard paramViolations.isEmpty else { return .failure(.invalidParams(type: typeName, paramViolations)) }
         return .success(SubmitRequest(type: typeName, params: params, maxAttempts: optionValues["maxAttempts"]?.intValue,
-                                      timeoutMs: optionValues["timeoutMs"]?.intValue))
+                                      timeoutMs: optionValues["timeoutMs"]?.intValue,
+                                      orderingKey: optionValues["orderingKey"]?.stringValue))
     }
 }

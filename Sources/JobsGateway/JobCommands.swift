@@ -7,8 +7,12 @@ struct JobCommands: Sendable {
     let producer: KafkaProducer
     let topics: TopicNames
 
+    /// Keyed by the job's ordering key when it has one: Kafka keeps one key's
+    /// messages in one partition, in order, which is the order its jobs run in.
+    /// Other commands keep the job id as key, spreading over the partitions.
     func start(_ job: JobSnapshot) async throws(KafkaError) {
-        try await producer.send(topic: topics.commands, key: key(job.id), value: encode(StartJobCommand(job: job)))
+        let messageKey = job.orderingKey.map { Array($0.utf8) } ?? key(job.id)
+        try await producer.send(topic: topics.commands, key: messageKey, value: encode(StartJobCommand(job: job)))
     }
 
     func cancel(_ id: JobID) async throws(KafkaError) {

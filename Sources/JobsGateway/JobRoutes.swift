@@ -56,6 +56,7 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         if let idempotencyKey, let existing = await job(forIdempotencyKey: idempotencyKey) {
             guard existing.type == submission.type, existing.params == submission.params,
                   existing.idempotencyKey == idempotencyKey,
+                  submission.orderingKey == existing.orderingKey,
                   submission.maxAttempts == nil || submission.maxAttempts == existing.maxAttempts,
                   submission.timeoutMs == nil || submission.timeoutMs == existing.timeoutMs
             else { throw ProblemDetails.idempotencyKeyReused(idempotencyKey, job: existing.id) }
@@ -63,7 +64,8 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         }
 
         let job = JobSnapshot.queued(type: submission.type, params: submission.params, maxAttempts: submission.maxAttempts,
-                                     timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey)
+                                     timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey,
+                                     orderingKey: submission.orderingKey)
         do throws(KafkaError) {
             try await commands.start(job)
         } catch {

@@ -32,18 +32,29 @@ final class JobExecution: Sendable {
         var stopReason: StopReason?
         var task: Task<JSONValue?, any Error>?
         var sleeper: Task<Void, any Error>?
+        /// The handler is running (not waiting between attempts).
+        var handlerRunning = false
+        /// A user's cancel that arrived while a non-cancellable handler ran: it
+        /// stops the job once the attempt is over, before any retry.
+        var deferredCancel = false
     }
 
     let message: KafkaMessage
+    /// The assignment of the message's partition it was taken under (see ``OffsetTracker``).
+    let generation: UInt64
     let jobID: JobID
+    /// `false` for a job type whose running handler a user's cancel must not interrupt.
+    let cancellable: Bool
     private let state: Mutex<State>
     /// Left once the job's final snapshot is published (or given up on); lets the
     /// consumer's thread wait, blocking, during a revoke.
     private let done = DispatchGroup()
 
-    init(message: KafkaMessage, snapshot: JobSnapshot) {
+    init(message: KafkaMessage, generation: UInt64, snapshot: JobSnapshot, cancellable: Bool = true) {
         self.message = message
+        self.generation = generation
         self.jobID = snapshot.id
+        self.cancellable = cancellable
         self.state = Mutex(State(snapshot: snapshot))
         done.enter()
     }
@@ -59,7 +70,14 @@ final class JobExecution: Sendable {
     }
 
     func stop(_ reason: StopReason) {
-        let (task, sleeper) = state.withLock { state in
+        let (task, sleeper) = state.withLock { state -> (Task<JSONValue?, any Error>?, Task<Void, any Error>?) in
+            if reason == .cancelRequested, !cancellable, state.handlerRunning {
+                // Not this type's to interrupt: the attempt runs to its end. The
+                // request shows in the job's next snapshots.
+                state.deferredCancel = true
+                state.snapshot.cancelRequested = true
+                return (nil, nil)
+            }
             if state.stopReason == nil || reason == .cancelRequested { state.stopReason = reason }
             return (state.task, state.sleeper)
         }
@@ -73,6 +91,14 @@ final class JobExecution: Sendable {
     /// task cancellation wherever it is; a watchdog stops it at `timeout`.
     func run(_ job: RegisteredJob, context: JobContext, timeout: Duration?) async -> Outcome {
         let params = snapshot.params
+        let stoppedEarly = state.withLock { state -> StopReason? in
+            if state.stopReason == nil { state.handlerRunning = true }
+            return state.stopReason
+        }
+        if let stoppedEarly {
+            // Stopped in the instant after `running` was posted: the handler isn't called at all.
+            return Self.outcome(of: .failure(CancellationError()), stopReason: stoppedEarly, timeout: timeout)
+        }
         let task = Task { try await job.run(params, context) }
         let stopAtOnce = state.withLock { state in
             state.task = task
@@ -91,6 +117,15 @@ final class JobExecution: Sendable {
             self.stop(.handBack)
         }
         watchdog?.cancel()
+        let outcome = Self.outcome(of: result, stopReason: stopReason, timeout: timeout)
+        state.withLock { state in
+            state.handlerRunning = false
+            if state.deferredCancel, state.stopReason == nil { state.stopReason = .cancelRequested }
+        }
+        return outcome
+    }
+
+    private static func outcome(of result: Result<JSONValue?, any Error>, stopReason: StopReason?, timeout: Duration?) -> Outcome {
         switch (result, stopReason) {
         case (.success(let value), _):
             // A handler that finished despite a cancel did finish: report the truth.

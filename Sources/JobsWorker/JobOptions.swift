@@ -1,4 +1,5 @@
-/// How one job type is run: attempts, backoff between them, and a time limit.
+/// How one job type is run: attempts, backoff between them, a time limit, how
+/// many may run at once, and whether a user may stop one midway.
 /// A request may override `maxAttempts` and the timeout for its own job.
 public struct JobOptions: Sendable, Hashable {
     /// Attempts before a failure is final; 1 means no retry.
@@ -8,13 +9,30 @@ public struct JobOptions: Sendable, Hashable {
     public var maxBackoff: Duration
     /// Longest one attempt may run; it then ends `failed` with code `timeout`.
     public var timeout: Duration?
+    /// Most jobs of this type one worker runs at once (`nil`: only the worker's
+    /// own concurrency limits them), for a type that strains a scarce resource.
+    /// A job over the limit waits on the worker without taking a slot, so jobs of
+    /// other types keep flowing past it; its offset stays uncommitted meanwhile.
+    /// A job waiting between retries still counts.
+    public var maxConcurrent: Int?
+    /// Whether a cancel may stop a running job of this type. When `false`, the
+    /// *worker* ignores a cancel that arrives while the handler runs, and the
+    /// job ends however its handler ends (the cancel is still recorded as
+    /// `cancelRequested`). The gateway doesn't know the flag and still answers
+    /// `202`. A job not running yet (queued, or waiting between attempts) is
+    /// cancelled as usual; a cancel ignored during an attempt stops the job
+    /// before a retry. Stops that are not a user's cancel (timeout, hand-back on
+    /// shutdown or rebalance) still apply.
+    public var cancellable: Bool
 
     public init(maxAttempts: Int = 1, initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(60),
-                timeout: Duration? = nil) {
+                timeout: Duration? = nil, maxConcurrent: Int? = nil, cancellable: Bool = true) {
         self.maxAttempts = max(1, maxAttempts)
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.timeout = timeout
+        self.maxConcurrent = maxConcurrent.map { max(1, $0) }
+        self.cancellable = cancellable
     }
 
     /// The wait after failed attempt number `attempt` (1-based): exponential, capped.

@@ -46,6 +46,9 @@ public struct JobRegistry: Sendable {
     }
 
     subscript(type: String) -> RegisteredJob? { handlers[type] }
+
+    /// `maxConcurrent` of every type that has one.
+    var concurrencyLimits: [String: Int] { handlers.compactMapValues(\.options.maxConcurrent) }
 }
 
 /// A handler with its params and result erased to JSON.

@@ -36,13 +36,16 @@ public final class JobWorker: Service {
         let ledger = StatusLedger(logger: logger)
         let running = RunningJobs()
         let tracker = OffsetTracker()
+        let admission = Admission(concurrency: configuration.concurrency, maxWaiting: configuration.maxWaitingCommands,
+                                  typeLimits: registry.concurrencyLimits)
         let publisher = StatusPublisher(producer: producer, topic: topics.status, ledger: ledger, logger: logger)
 
         var consumerKafka = kafka
         consumerKafka.properties = WorkerConfiguration.consumerDefaults.merging(kafka.properties) { _, user in user }
         let consumer = try KafkaConsumer(
             configuration: consumerKafka, groupID: configuration.groupID, topics: [topics.commands],
-            listener: PartitionHandover(tracker: tracker, running: running, timeout: configuration.revokeTimeout, logger: logger),
+            listener: PartitionHandover(tracker: tracker, admission: admission, running: running,
+                                        timeout: configuration.revokeTimeout, logger: logger),
             bufferCapacity: configuration.concurrency * 2, logger: logger
         )
         logger.info("worker started", metadata: [
@@ -66,13 +69,15 @@ public final class JobWorker: Service {
             }
         }
 
-        let slots = AsyncSemaphore(value: configuration.concurrency)
         let runner = Runner(configuration: configuration, registry: registry, ledger: ledger, running: running,
-                            tracker: tracker, publisher: publisher, consumer: consumer, logger: logger)
+                            tracker: tracker, admission: admission, publisher: publisher, consumer: consumer, logger: logger)
         // Intake stops at graceful shutdown; jobs already running are drained below.
         await cancelWhenGracefulShutdown {
-            await runner.takeCommands(from: consumer, statusReader: statusReader, slots: slots)
+            await runner.takeCommands(from: consumer, statusReader: statusReader)
         }
+        // Commands still waiting for their key or type never start here: their
+        // offsets stay uncommitted, so the partitions' next owners run them, in order.
+        admission.close()
 
         logger.info("draining", metadata: ["running": "\(running.count)", "timeout": "\(configuration.drainTimeout)"])
         if await !running.waitUntilEmpty(timeout: configuration.drainTimeout) {
@@ -103,19 +108,20 @@ public final class JobWorker: Service {
     }
 }
 
-/// The worker's run loop: takes commands while slots are free and runs each job
-/// to its final snapshot.
+/// The worker's run loop: takes commands while slots are free, starts each when
+/// its ``Admission`` allows, and runs each job to its final snapshot.
 private struct Runner: Sendable {
     let configuration: WorkerConfiguration
     let registry: JobRegistry
     let ledger: StatusLedger
     let running: RunningJobs
     let tracker: OffsetTracker
+    let admission: Admission
     let publisher: StatusPublisher
     let consumer: KafkaConsumer
     let logger: Logger
 
-    func takeCommands(from consumer: KafkaConsumer, statusReader: KafkaTopicReader, slots: AsyncSemaphore) async {
+    func takeCommands(from consumer: KafkaConsumer, statusReader: KafkaTopicReader) async {
         for await event in consumer {
             switch event {
             case .assigned(let partitions):
@@ -123,31 +129,38 @@ private struct Runner: Sendable {
                 let caughtUp = await ledger.catchUp(with: statusReader, timeout: .seconds(30))
                 logger.info("ready for assigned partitions", metadata: ["partitions": "\(partitions)", "statusCaughtUp": "\(caughtUp)"])
             case .revoked:
-                break
+                // Their waiting commands were dropped; one may have held back a key shared with another partition.
+                launch(admission.admitWaiting())
             case .message(let message):
-                guard await slots.acquire() else { return }
-                guard tracker.begin(message) else {
-                    slots.release()
-                    continue
-                }
-                // Tracked in `running` and drained explicitly, so intake can stop
-                // at shutdown without cancelling the jobs themselves.
-                Task {
-                    await execute(message)
-                    slots.release()
-                }
+                guard let generation = tracker.begin(message) else { continue }
+                let command = message.value.flatMap { try? WireFormat.decode(StartJobCommand.self, from: $0) }
+                launch(admission.enqueue(TakenCommand(message: message, generation: generation, command: command)))
+                // The next message only once there is room: a full worker stops
+                // reading, and its consumer pauses the partitions.
+                guard await admission.waitForRoom() else { return }
+            }
+        }
+    }
+
+    /// Runs each admitted command in a task of its own, then starts what its end
+    /// unblocked. Tracked in `running` and drained explicitly, so intake can stop
+    /// at shutdown without cancelling the jobs themselves.
+    private func launch(_ commands: [TakenCommand]) {
+        for taken in commands {
+            Task {
+                await execute(taken)
+                launch(admission.finished(taken))
             }
         }
     }
 
     /// Runs one command to its end. The offset is stored only once the final
     /// snapshot is acknowledged and the job is not being handed back.
-    func execute(_ message: KafkaMessage) async {
-        guard let value = message.value,
-              let command = try? WireFormat.decode(StartJobCommand.self, from: value)
-        else {
+    func execute(_ taken: TakenCommand) async {
+        let message = taken.message
+        guard let command = taken.command else {
             logger.error("skipping undecodable command", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
-            finish(message)
+            finish(message, generation: taken.generation)
             return
         }
         var job = command.job
@@ -158,7 +171,7 @@ private struct Runner: Sendable {
         if let known = ledger[job.id] {
             if known.status.isTerminal {
                 jobLogger.info("job already finished; not running it again", metadata: ["status": "\(known.status)"])
-                finish(message)
+                finish(message, generation: taken.generation)
                 return
             }
             // A job seen running before was interrupted (its worker died): this is the next attempt.
@@ -167,11 +180,19 @@ private struct Runner: Sendable {
         }
         jobLogger[metadataKey: "job.attempt"] = "\(job.attempt)"
 
-        let execution = JobExecution(message: message, snapshot: job)
+        let registered = registry[job.type]
+        let execution = JobExecution(message: message, generation: taken.generation, snapshot: job,
+                                     cancellable: registered?.options.cancellable ?? true)
         let cancelledEarly = running.insert(execution)
         defer {
             running.remove(execution)
             execution.markDone()
+        }
+        // Checked after `insert`: a revoke that begins later finds the job in
+        // `running` and waits for it; one that began earlier is seen here.
+        guard tracker.mayStart(message, generation: taken.generation) else {
+            jobLogger.info("partition revoked before the job started; left to its next owner")
+            return
         }
 
         if cancelledEarly || job.cancelRequested {
@@ -179,7 +200,7 @@ private struct Runner: Sendable {
             await conclude(execution, logger: jobLogger) { try $0.cancelled() }
             return
         }
-        guard let handler = registry[job.type] else {
+        guard let handler = registered else {
             let error = JobError(code: "unknown_type", message: "no handler for job type \(job.type) on this worker")
             await conclude(execution, logger: jobLogger) { try $0.failed(error) }
             return
@@ -207,7 +228,7 @@ private struct Runner: Sendable {
                 }
             } catch {
                 jobLogger.error("cannot start job", metadata: ["error": "\(error)"])
-                finish(message)
+                finish(message, generation: taken.generation)
                 return
             }
             publisher.post(started)
@@ -219,7 +240,12 @@ private struct Runner: Sendable {
             }
             switch await execution.run(handler, context: context, timeout: timeout) {
             case .succeeded(let result):
-                await conclude(execution, logger: jobLogger) { try $0.succeeded(result: result) }
+                if let refusal = refusal(of: result) {
+                    jobLogger.warning("result refused", metadata: ["error": "\(refusal.message)"])
+                    await conclude(execution, logger: jobLogger) { try $0.failed(refusal) }
+                } else {
+                    await conclude(execution, logger: jobLogger) { try $0.succeeded(result: result) }
+                }
                 return
             case .cancelled:
                 await conclude(execution, logger: jobLogger) { try $0.cancelled() }
@@ -254,6 +280,24 @@ private struct Runner: Sendable {
         }
     }
 
+    /// Why a handler's result can't be stored in the job's snapshot, if it can't:
+    /// over `maxResultBytes` of JSON (an oversize status event would be refused
+    /// by the broker, or bloat every reader), or not encodable at all. Neither
+    /// changes on a retry, so the job ends `failed`.
+    private func refusal(of result: JSONValue?) -> JobError? {
+        guard let result else { return nil }
+        let size: Int
+        do {
+            size = try WireFormat.encode(result).count
+        } catch {
+            return JobError(code: "invalid_result", message: "the result cannot be encoded as JSON: \(error)")
+        }
+        let limit = configuration.maxResultBytes
+        guard size > limit else { return nil }
+        return JobError(code: "result_too_large",
+                        message: "the result is \(size) bytes of JSON, over the limit of \(limit) bytes (maxResultBytes)")
+    }
+
     /// Publishes the job as `queued`, next attempt, without storing its offset:
     /// the command is delivered again and the next owner runs that attempt.
     private func handBack(_ execution: JobExecution, logger: Logger) async {
@@ -276,11 +320,11 @@ private struct Runner: Sendable {
             return
         }
         logger.info("job finished", metadata: ["status": "\(final.status)"])
-        finish(execution.message)
+        finish(execution.message, generation: execution.generation)
     }
 
-    private func finish(_ message: KafkaMessage) {
-        if let offset = tracker.finish(message) {
+    private func finish(_ message: KafkaMessage, generation: UInt64) {
+        if let offset = tracker.finish(message, generation: generation) {
             consumer.storeOffset(offset, for: message.topicPartition)
         }
     }
@@ -291,6 +335,7 @@ private struct Runner: Sendable {
 /// so two workers never run the same job at once.
 private struct PartitionHandover: RebalanceListener {
     let tracker: OffsetTracker
+    let admission: Admission
     let running: RunningJobs
     let timeout: Duration
     let logger: Logger
@@ -301,6 +346,8 @@ private struct PartitionHandover: RebalanceListener {
 
     func partitionsRevoked(_ partitions: [TopicPartition]) {
         tracker.startRevoking(partitions)
+        // Commands still waiting for their key or type go with the partition, in order.
+        admission.drop(in: Set(partitions))
         let affected = running.executions(in: Set(partitions))
         if !affected.isEmpty {
             let (seconds, attoseconds) = timeout.components

@@ -2,10 +2,17 @@ import KafkaClient
 import Synchronization
 
 /// Which commands of each owned partition are in flight, and so which offset
-/// may be committed: never past the oldest job still running, so a crash
+/// may be committed: never past the oldest job still in flight (running, or
+/// waiting on this worker for its ordering key or its type's limit), so a crash
 /// re-delivers every job that had not finished.
+///
+/// Each assignment of a partition gets a new generation. A command is begun
+/// under one, and only that generation may run or finish it: a command taken
+/// before a partition was revoked and given back to this worker must not run
+/// beside its re-delivered copy, nor finish that copy's offset.
 final class OffsetTracker: Sendable {
     private struct Partition {
+        let generation: UInt64
         var inFlight: Set<Int64> = []
         var highestBegun: Int64 = -1
         /// Being given up: no new work starts, finished work still records its offset.
@@ -14,43 +21,62 @@ final class OffsetTracker: Sendable {
         var committable: Int64 { inFlight.min() ?? (highestBegun + 1) }
     }
 
-    private let partitions = Mutex<[TopicPartition: Partition]>([:])
+    private struct State {
+        var partitions: [TopicPartition: Partition] = [:]
+        var lastGeneration: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
 
     func assigned(_ list: [TopicPartition]) {
-        partitions.withLock { state in
-            for tp in list { state[tp] = Partition() }
+        state.withLock { state in
+            for tp in list {
+                state.lastGeneration += 1
+                state.partitions[tp] = Partition(generation: state.lastGeneration)
+            }
         }
     }
 
     func startRevoking(_ list: [TopicPartition]) {
-        partitions.withLock { state in
-            for tp in list { state[tp]?.revoking = true }
+        state.withLock { state in
+            for tp in list { state.partitions[tp]?.revoking = true }
         }
     }
 
     func removed(_ list: [TopicPartition]) {
-        partitions.withLock { state in
-            for tp in list { state.removeValue(forKey: tp) }
+        state.withLock { state in
+            for tp in list { state.partitions.removeValue(forKey: tp) }
         }
     }
 
-    /// Registers a command as in flight; `false` when its partition is no longer ours.
-    func begin(_ message: KafkaMessage) -> Bool {
-        partitions.withLock { state in
-            guard var partition = state[message.topicPartition], !partition.revoking else { return false }
+    /// Registers a command as in flight; returns the generation it belongs to,
+    /// `nil` when its partition is no longer ours.
+    func begin(_ message: KafkaMessage) -> UInt64? {
+        state.withLock { state in
+            guard var partition = state.partitions[message.topicPartition], !partition.revoking else { return nil }
             partition.inFlight.insert(message.offset)
             partition.highestBegun = max(partition.highestBegun, message.offset)
-            state[message.topicPartition] = partition
-            return true
+            state.partitions[message.topicPartition] = partition
+            return partition.generation
         }
     }
 
-    /// Marks a command done; returns the offset to store, if the partition is still ours.
-    func finish(_ message: KafkaMessage) -> Int64? {
-        partitions.withLock { state in
-            guard var partition = state[message.topicPartition] else { return nil }
+    /// Whether a command begun under `generation` may still start: its partition
+    /// is assigned to us in that generation and not being revoked.
+    func mayStart(_ message: KafkaMessage, generation: UInt64) -> Bool {
+        state.withLock { state in
+            guard let partition = state.partitions[message.topicPartition] else { return false }
+            return partition.generation == generation && !partition.revoking
+        }
+    }
+
+    /// Marks a command done; returns the offset to store, if the partition is
+    /// still ours in the generation the command was begun under.
+    func finish(_ message: KafkaMessage, generation: UInt64) -> Int64? {
+        state.withLock { state in
+            guard var partition = state.partitions[message.topicPartition], partition.generation == generation else { return nil }
             partition.inFlight.remove(message.offset)
-            state[message.topicPartition] = partition
+            state.partitions[message.topicPartition] = partition
             return partition.committable
         }
     }

@@ -21,12 +21,28 @@ public struct WorkerConfiguration: Sendable {
     public var revokeTimeout: Duration
     /// How often the worker announces itself on the workers topic.
     public var heartbeatInterval: Duration
+    /// Largest result a job may store in its snapshot, in bytes of its JSON
+    /// encoding (as on the wire). A handler returning more ends the job `failed`
+    /// with error code `result_too_large` (never retried), so an oversize
+    /// snapshot never reaches the status topic. Keep it well below the broker's
+    /// `message.max.bytes` (1 MB by default): the snapshot carries params too.
+    public var maxResultBytes: Int
+    /// Most commands taken from Kafka that may wait on this worker without
+    /// running: behind a job of their ordering key, or for their type's
+    /// `maxConcurrent`. While slots are free, the worker reads past such commands
+    /// to find work of other keys and types, up to this many; then it stops
+    /// reading until one of them starts. Bounds memory, not correctness.
+    public var maxWaitingCommands: Int
+
+    /// The default for ``maxResultBytes``: 64 KiB.
+    public static let defaultMaxResultBytes = 64 * 1024
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), groupID: String = "jobs-workers",
         workerID: String = WorkerConfiguration.defaultWorkerID(), concurrency: Int = 16,
         drainTimeout: Duration = .seconds(30), revokeTimeout: Duration = .seconds(3),
-        heartbeatInterval: Duration = .seconds(2)
+        heartbeatInterval: Duration = .seconds(2), maxResultBytes: Int = WorkerConfiguration.defaultMaxResultBytes,
+        maxWaitingCommands: Int = 1000
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -36,6 +52,8 @@ public struct WorkerConfiguration: Sendable {
         self.drainTimeout = drainTimeout
         self.revokeTimeout = revokeTimeout
         self.heartbeatInterval = heartbeatInterval
+        self.maxResultBytes = max(0, maxResultBytes)
+        self.maxWaitingCommands = max(1, maxWaitingCommands)
     }
 
     /// `host-pid`, unique among the processes of one machine.

@@ -17,6 +17,11 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
     public let topic: String
     private let engine: ConsumerEngine
 
+    static let groupOnlyProperties = [
+        "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy",
+        "group.instance.id", "group.protocol.type",
+    ]
+
     public init(
         configuration: KafkaConfiguration, topic: String, from start: StartPosition,
         bufferCapacity: Int = 4096, logger: Logger = Logger(label: "kafka.reader")
@@ -26,8 +31,11 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
             "enable.partition.eof": "false",
             "fetch.wait.max.ms": "10",  // see KafkaConsumer.defaultProperties
         ])
-        // Never joins the group: librdkafka only wants a group id to exist.
+        // Never joins the group: librdkafka only wants a group id to exist. Group
+        // settings meant for a deployment's group consumers don't apply here (and
+        // librdkafka checks them against each other), so they are left out.
         properties["group.id"] = "reader-\(UUID().uuidString.lowercased())"
+        for key in Self.groupOnlyProperties { properties.removeValue(forKey: key) }
         self.topic = topic
         engine = try ConsumerEngine(mode: .broadcast(topic: topic, fromBeginning: start == .beginning),
                                     properties: properties, capacity: bufferCapacity, logger: logger)

@@ -44,6 +44,11 @@ struct SubmitRequestTests {
                 ("/type", "must be a string, not boolean"), ("/params", "must be an object, not string"),
             ]),
         .init(name: "unknown job type", body: #"{"type": "transcode"}"#, rejection: .unknownType("transcode", known: ["noop", "sleep"])),
+        .fields("orderingKey empty", #"{"type": "noop", "orderingKey": ""}"#, [("/orderingKey", "must not be empty")]),
+        .fields("orderingKey a number", #"{"type": "noop", "orderingKey": 7}"#, [("/orderingKey", "must be string, not integer")]),
+        .fields(
+            "orderingKey too long", #"{"type": "noop", "orderingKey": "\#(String(repeating: "k", count: 256))"}"#,
+            [("/orderingKey", "must be at most 255 characters")]),
         .params("steps is a string", #"{"type": "sleep", "params": {"steps": "5"}}"#, [("/params/steps", "must be integer, not string")]),
         .params("steps is a boolean", #"{"type": "sleep", "params": {"steps": true}}"#, [("/params/steps", "must be integer, not boolean")]),
         .params("steps is not whole", #"{"type": "sleep", "params": {"steps": 2.5}}"#, [("/params/steps", "must be an integer")]),
@@ -79,6 +84,15 @@ struct SubmitRequestTests {
             == .success(SubmitRequest(type: "sleep", params: ["steps": 3, "stepMs": 250])))
         #expect(parse(#"{"params": {"steps": 100000, "stepMs": 0}, "type": "sleep"}"#)
             == .success(SubmitRequest(type: "sleep", params: ["steps": 100_000, "stepMs": 0])))
+    }
+
+    @Test("an ordering key of 1 to 255 characters is accepted with the other options")
+    func acceptsOrderingKey() {
+        #expect(parse(#"{"type": "noop", "orderingKey": "customer-42", "maxAttempts": 2}"#)
+            == .success(SubmitRequest(type: "noop", maxAttempts: 2, orderingKey: "customer-42")))
+        let longest = String(repeating: "é", count: SubmitRequest.orderingKeyMaxLength)
+        #expect(parse(#"{"type": "noop", "orderingKey": "\#(longest)"}"#) == .success(SubmitRequest(type: "noop", orderingKey: longest)))
+        #expect(parse(#"{"type": "noop", "orderingKey": null}"#) == .success(SubmitRequest(type: "noop")))
     }
 
     @Test("whole numbers written as 5.0 or 1e2 are integers, and a null param counts as absent")

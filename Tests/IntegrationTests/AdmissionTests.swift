@@ -1,0 +1,77 @@
+import Foundation
+import JobsCore
+@testable import JobsWorker
+import KafkaClient
+import Testing
+
+/// The worker's admission rules on their own, without a broker.
+@Suite("Admission of commands: slots, ordering keys, type limits")
+struct AdmissionTests {
+    static func command(_ offset: Int64, partition: Int32 = 0, type: String = "t", key: String? = nil) -> TakenCommand {
+        let job = JobSnapshot.queued(id: JobID(rawValue: "job-\(partition)-\(offset)"), type: type, params: [:], orderingKey: key)
+        return TakenCommand(message: KafkaMessage(topic: "c", partition: partition, offset: offset, key: nil, value: nil),
+                            generation: 1, command: StartJobCommand(job: job))
+    }
+
+    func offsets(_ commands: [TakenCommand]) -> [Int64] { commands.map(\.message.offset) }
+
+    @Test("one job per key at a time, in the order taken; other keys start at once")
+    func oneJobPerKey() {
+        let admission = Admission(concurrency: 4, maxWaiting: 10, typeLimits: [:])
+        #expect(offsets(admission.enqueue(Self.command(0, key: "a"))) == [0])
+        #expect(offsets(admission.enqueue(Self.command(1, key: "a"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(2, key: "a"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(3, key: "b"))) == [3])
+        #expect(offsets(admission.enqueue(Self.command(4))) == [4])
+        #expect(offsets(admission.finished(Self.command(0, key: "a"))) == [1])
+        #expect(offsets(admission.finished(Self.command(3, key: "b"))) == [])
+        #expect(offsets(admission.finished(Self.command(1, key: "a"))) == [2])
+    }
+
+    @Test("a command waiting for its type's limit holds back its key, but not other commands")
+    func typeLimitHoldsBackItsKey() {
+        let admission = Admission(concurrency: 8, maxWaiting: 10, typeLimits: ["slow": 1])
+        #expect(offsets(admission.enqueue(Self.command(0, type: "slow"))) == [0])
+        #expect(offsets(admission.enqueue(Self.command(1, type: "slow", key: "k"))) == [])
+        // Its key is idle, but an earlier command of it waits: it must not overtake.
+        #expect(offsets(admission.enqueue(Self.command(2, type: "fast", key: "k"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(3, type: "fast"))) == [3])
+        #expect(offsets(admission.enqueue(Self.command(4, type: "fast", key: "other"))) == [4])
+        #expect(offsets(admission.finished(Self.command(0, type: "slow"))) == [1])
+        #expect(offsets(admission.finished(Self.command(1, type: "slow", key: "k"))) == [2])
+    }
+
+    @Test("waiting commands hold no slot; intake stops when the slots or the waiting list are full")
+    func roomForIntake() async {
+        let admission = Admission(concurrency: 2, maxWaiting: 2, typeLimits: [:])
+        _ = admission.enqueue(Self.command(0, key: "a"))
+        _ = admission.enqueue(Self.command(1, key: "a"))
+        // One slot is free although a command waits for it: room for more.
+        #expect(await admission.waitForRoom())
+        #expect(offsets(admission.enqueue(Self.command(2, key: "b"))) == [2])
+        // Both slots taken now: the run loop waits until one is free.
+        let intake = Task { await admission.waitForRoom() }
+        #expect(offsets(admission.finished(Self.command(2, key: "b"))) == [])
+        #expect(await intake.value)
+        _ = admission.enqueue(Self.command(3, key: "a"))
+        // Two waiting, the limit: no room although a slot is free.
+        let full = Task { await admission.waitForRoom() }
+        #expect(offsets(admission.finished(Self.command(0, key: "a"))) == [1])
+        #expect(await full.value)
+    }
+
+    @Test("a revoked partition's waiting commands are dropped, and a closed admission starts nothing")
+    func dropAndClose() async {
+        let admission = Admission(concurrency: 4, maxWaiting: 10, typeLimits: [:])
+        _ = admission.enqueue(Self.command(0, partition: 0, key: "a"))
+        _ = admission.enqueue(Self.command(1, partition: 0, key: "a"))
+        _ = admission.enqueue(Self.command(0, partition: 1, key: "b"))
+        _ = admission.enqueue(Self.command(1, partition: 1, key: "b"))
+        admission.drop(in: [TopicPartition(topic: "c", partition: 0)])
+        #expect(offsets(admission.finished(Self.command(0, partition: 0, key: "a"))) == [])
+        admission.close()
+        #expect(offsets(admission.finished(Self.command(0, partition: 1, key: "b"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(2, partition: 1))) == [])
+        #expect(await admission.waitForRoom() == false)
+    }
+}

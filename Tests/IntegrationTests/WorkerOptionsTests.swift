@@ -1,0 +1,182 @@
+import Foundation
+import JobsCore
+import JobsWorker
+import Synchronization
+import Testing
+
+/// How many handlers of one type run at once, and the most seen.
+final class Occupancy: Sendable {
+    private let state = Mutex((current: 0, peak: 0))
+    func enter() { state.withLock { $0.current += 1; $0.peak = max($0.peak, $0.current) } }
+    func leave() { state.withLock { $0.current -= 1 } }
+    var peak: Int { state.withLock { $0.peak } }
+}
+
+/// A count or a flag a test and its handlers share.
+final class Shared: Sendable {
+    private let value = Mutex(0)
+    func add() { value.withLock { $0 += 1 } }
+    var count: Int { value.withLock { $0 } }
+}
+
+/// Polls `condition` every 10 ms inside a handler; throws after `timeout`.
+func gate(until condition: () -> Bool, timeout: Duration = .seconds(20), what: String) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw JobError(code: "test_gate", message: "gave up waiting for \(what)") }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+@Suite("Per-type options and the result size limit", .timeLimit(.minutes(3)))
+struct WorkerOptionsTests {
+    @Test("a result over maxResultBytes ends the job failed with result_too_large, and no snapshot carries it")
+    func resultTooLarge() async throws {
+        var registry = JobRegistry.builtin
+        registry.register("blob", params: [String: Int].self, schema: ParamsSchema([.init("size", .integer(minimum: 0))])) { params, _ in
+            ["data": String(repeating: "x", count: params["size"] ?? 0)]
+        }
+        let oversize = try WireFormat.encode(["data": JSONValue.string(String(repeating: "x", count: 70_000))]).count
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry) { client in
+            let big = try await client.submit(#"{"type":"blob","params":{"size":70000}}"#)
+            let small = try await client.submit(#"{"type":"blob","params":{"size":1000}}"#)
+
+            let bigDone = try await client.waitFor(big.id) { $0.status.isTerminal }
+            #expect(bigDone.status == .failed)
+            #expect(bigDone.error?.code == "result_too_large")
+            #expect(bigDone.error?.message == "the result is \(oversize) bytes of JSON, over the limit of 65536 bytes (maxResultBytes)")
+            #expect(bigDone.result == nil)
+            #expect(bigDone.attempt == 1)
+
+            let smallDone = try await client.waitFor(small.id) { $0.status.isTerminal }
+            #expect(smallDone.status == .succeeded)
+            #expect(smallDone.result == ["data": .string(String(repeating: "x", count: 1000))])
+
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.contains { $0.id == big.id && $0.status.isTerminal }
+            }
+            #expect(!events.contains { $0.id == big.id && $0.result != nil }, "an oversize result reached the status topic")
+        }
+    }
+
+    @Test("maxConcurrent: never more than that many of a type at once, while other types run past its waiting jobs")
+    func maxConcurrentPerType() async throws {
+        let limited = Occupancy()
+        let othersDone = Shared()
+        var registry = JobRegistry.builtin
+        registry.register("limited", params: [String: Int].self, options: JobOptions(maxConcurrent: 2)) { _, _ in
+            limited.enter()
+            defer { limited.leave() }
+            // The first two hold their type's slots until the jobs queued behind the waiting ones completed:
+            // if a job waiting for its type blocked the others, they never would, and these would give up.
+            try await gate(until: { othersDone.count >= 3 }, what: "the other type's jobs")
+            try await Task.sleep(for: .milliseconds(20))
+            return ["ok": true]
+        }
+        registry.register("other", params: [String: Int].self) { _, _ in
+            try await Task.sleep(for: .milliseconds(20))
+            othersDone.add()
+            return ["ok": true]
+        }
+        // One partition: every command queues behind the limited ones.
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(registry: registry, workerConcurrency: 8) { client in
+            var jobs: [JobSnapshot] = []
+            for _ in 0..<6 { jobs.append(try await client.submit(#"{"type":"limited"}"#)) }
+            for _ in 0..<3 { jobs.append(try await client.submit(#"{"type":"other"}"#)) }
+            for job in jobs {
+                let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+                #expect(done.status == .succeeded, "\(done.type): \(done.error?.message ?? "")")
+            }
+            #expect(limited.peak == 2)
+        }
+    }
+
+    /// Reports progress until the test says go, then succeeds, or fails if its params say so.
+    static func steadfastRegistry(go: Shared, runs: Shared, maxAttempts: Int = 1) -> JobRegistry {
+        var registry = JobRegistry.builtin
+        registry.register("steadfast", params: [String: Bool].self, schema: ParamsSchema([.init("fail", .boolean)]),
+                          options: JobOptions(maxAttempts: maxAttempts, initialBackoff: .milliseconds(50), cancellable: false)) { params, context in
+            runs.add()
+            var step = 0
+            while go.count == 0 {
+                step += 1
+                try await context.progress(current: step)
+                try await Task.sleep(for: .milliseconds(30))
+                guard step < 1000 else { throw JobError(code: "test_gate", message: "never told to go on") }
+            }
+            if params["fail"] == true { throw JobError(code: "boom", message: "failed after the cancel") }
+            return ["cancelledTask": Task.isCancelled]
+        }
+        return registry
+    }
+
+    /// Cancels a running job, then waits until its worker published a snapshot
+    /// saying it saw the cancel (a later sequence than the gateway's, with the flag).
+    static func cancelAndAwaitWorker(_ job: JobSnapshot, client: GatewayClient, system: TestCluster) async throws {
+        try await client.waitFor(job.id) { ($0.progress?.current ?? 0) >= 1 }
+        let reply = try await client.request(.post, "/jobs/\(job.id)/cancel")
+        #expect(reply.status == .accepted)
+        let requested = try reply.snapshot()
+        let events = try await system.statusEvents(timeout: .seconds(20)) { events in
+            events.contains { $0.id == job.id && $0.status == .running && $0.cancelRequested && $0.sequence > requested.sequence }
+        }
+        try #require(events.contains { $0.id == job.id && $0.cancelRequested && $0.sequence > requested.sequence },
+                     "the worker never reported the cancel it ignored")
+    }
+
+    @Test("a cancel of a running job whose type is not cancellable is ignored: it runs to its end")
+    func nonCancellableRunsToItsEnd() async throws {
+        let go = Shared()
+        let runs = Shared()
+        let system = try TestCluster()
+        try await system.withGateway(registry: Self.steadfastRegistry(go: go, runs: runs)) { client in
+            let job = try await client.submit(#"{"type":"steadfast"}"#)
+            try await Self.cancelAndAwaitWorker(job, client: client, system: system)
+            go.add()
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded)
+            #expect(done.result == ["cancelledTask": false])
+            #expect(done.cancelRequested)
+            #expect(runs.count == 1)
+        }
+    }
+
+    @Test("a cancel ignored during a non-cancellable attempt still stops the job before a retry")
+    func ignoredCancelStopsRetry() async throws {
+        let go = Shared()
+        let runs = Shared()
+        let system = try TestCluster()
+        try await system.withGateway(registry: Self.steadfastRegistry(go: go, runs: runs, maxAttempts: 3)) { client in
+            let job = try await client.submit(#"{"type":"steadfast","params":{"fail":true}}"#)
+            try await Self.cancelAndAwaitWorker(job, client: client, system: system)
+            go.add()
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .cancelled)
+            #expect(runs.count == 1)
+        }
+    }
+
+    @Test("a job whose type is not cancellable can still be cancelled while queued, and never starts")
+    func nonCancellableCancelledWhileQueued() async throws {
+        let go = Shared()
+        let runs = Shared()
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(registry: Self.steadfastRegistry(go: go, runs: runs), workerConcurrency: 1) { client in
+            let blocker = try await client.submit(#"{"type":"sleep","params":{"steps":600,"stepMs":100}}"#)
+            try await client.waitFor(blocker.id) { $0.status == .running }
+            let waiting = try await client.submit(#"{"type":"steadfast"}"#)
+            let reply = try await client.request(.post, "/jobs/\(waiting.id)/cancel")
+            #expect(reply.status == .accepted)
+            #expect(try reply.snapshot().status == .cancelled)
+
+            _ = try await client.request(.post, "/jobs/\(blocker.id)/cancel")
+            try await client.waitFor(blocker.id) { $0.status.isTerminal }
+            let after = try await client.submit(#"{"type":"noop"}"#)
+            try await client.waitFor(after.id) { $0.status == .succeeded }
+            #expect(try await client.job(waiting.id).status == .cancelled)
+            #expect(runs.count == 0)
+        }
+    }
+}
