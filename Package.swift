@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "JobsWorker", targets: ["JobsWorker"]),
         .library(name: "JobsCore", targets: ["JobsCore"]),
         .library(name: "KafkaClient", targets: ["KafkaClient"]),
+        .library(name: "JobsGateway", targets: ["JobsGateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),

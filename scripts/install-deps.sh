@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the package needs beyond the Swift toolchain, from Debian's
 # packages: librdkafka (the Kafka client library) and pkg-config, which finds it;
-# and docker-compose, with which the tests validate docker-compose.yml offline
-# (`docker-compose config`; no Docker engine is needed for that).
+# docker-compose, with which the tests validate docker-compose.yml offline
+# (`docker-compose config`; no Docker engine is needed for that); and SQLite's
+# headers, for the example worker's database (Examples/custom-worker, GRDB).
 # Safe to run again; it does nothing when they are there.
 set -euo pipefail
 missing=()
@@ -11,6 +12,9 @@ if ! command -v pkg-config >/dev/null || ! pkg-config --exists rdkafka; then
 fi
 if ! command -v docker-compose >/dev/null; then
     missing+=(docker-compose)
+fi
+if ! pkg-config --exists sqlite3 2>/dev/null; then
+    missing+=(libsqlite3-dev)
 fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

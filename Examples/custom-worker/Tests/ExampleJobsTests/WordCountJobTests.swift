@@ -1,0 +1,84 @@
+import ExampleJobs
+import Foundation
+import JobsCore
+import Testing
+
+@Suite("word-count: typed params and result, progress, cancel", .serialized)
+struct WordCountJobTests {
+    @Test("succeeds with its typed result, after a progress report per step")
+    func succeedsWithProgress() async throws {
+        let harness = try ExampleHarness()
+        defer { harness.removeFiles() }
+        try await harness.withGateway { gateway in
+            let params = WordCountParams(text: "The cat sat on the mat\nthe dog sat\na bird", top: 3, linesPerStep: 1)
+            let job = try await gateway.submit(type: ExampleJobTypes.wordCount, params: params)
+            let done = try await gateway.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded, "\(String(describing: done.error))")
+            #expect(try decodeResult(WordCountResult.self, of: done) == WordCountResult(
+                lines: 3, words: 11, characters: 39,
+                top: [.init(word: "the", count: 3), .init(word: "sat", count: 2), .init(word: "a", count: 1)]
+            ))
+            #expect(done.progress == JobProgress(current: 3, total: 3, message: "3 of 3 lines"))
+
+            // Every report reached the status topic, in order, before the verdict.
+            let events = try await harness.statusEvents(of: job.id)
+            #expect(events.last?.status == .succeeded)
+            let reports = events.filter { $0.status == .running }.compactMap(\.progress)
+            #expect(reports.map(\.current) == [1, 2, 3])
+            #expect(reports.allSatisfy { $0.total == 3 })
+        }
+    }
+
+    @Test("a cancel stops it midway")
+    func aCancelStopsIt() async throws {
+        let harness = try ExampleHarness()
+        defer { harness.removeFiles() }
+        try await harness.withGateway { gateway in
+            // 200 steps of 100 ms: 20 s if nothing stops it.
+            let text = (1...200).map { "line \($0) of a long text" }.joined(separator: "\n")
+            let job = try await gateway.submit(type: ExampleJobTypes.wordCount,
+                                               params: WordCountParams(text: text, linesPerStep: 1, pauseMs: 100))
+            try await gateway.waitFor(job.id) { ($0.progress?.current ?? 0) >= 2 }
+
+            let clock = ContinuousClock()
+            let cancelledAt = clock.now
+            let reply = try await gateway.request(.post, "/jobs/\(job.id)/cancel")
+            #expect(reply.status == .accepted, "\(reply.text)")
+            let done = try await gateway.waitFor(job.id, timeout: .seconds(10)) { $0.status.isTerminal }
+            let stoppedAfter = clock.now - cancelledAt
+
+            #expect(done.status == .cancelled)
+            #expect(done.result == nil)
+            #expect((done.progress?.current ?? 0) < 200)
+            #expect(stoppedAfter < .seconds(5), "stopped \(stoppedAfter) after the cancel")
+        }
+    }
+
+    @Test("params of the wrong type are refused at the gateway")
+    func badParamsAreRefused() async throws {
+        let harness = try ExampleHarness()
+        defer { harness.removeFiles() }
+        try await harness.withGateway { gateway in
+            let reply = try await gateway.request(
+                .post, "/jobs", body: Array(#"{"type":"word-count","params":{"text":"a b","top":"three"}}"#.utf8))
+            #expect(reply.status == .badRequest)
+            #expect(try reply.problemPointers() == ["/params/top"], "\(reply.text)")
+        }
+    }
+}
+
+@Suite("WordTally")
+struct WordTallyTests {
+    @Test("counts lines, words and characters; ranks words case-insensitively")
+    func counts() {
+        var tally = WordTally()
+        for line in "It's a test.\nA TEST, it's\n\n42 tests".split(separator: "\n", omittingEmptySubsequences: false) {
+            tally.add(line: line)
+        }
+        #expect(tally.result(top: 2) == WordCountResult(
+            lines: 4, words: 8, characters: 32,
+            top: [.init(word: "a", count: 2), .init(word: "it's", count: 2)]
+        ))
+        #expect(tally.result(top: 0).top.isEmpty)
+    }
+}
