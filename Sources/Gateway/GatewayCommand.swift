@@ -62,6 +62,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Hours an ended job stays in the view before it is dropped and tombstoned. [env: JOBS_JOB_RETENTION_HOURS] (default: 168)")
     var jobRetentionHours: Double?
 
+    @Option(help: "Embedded mode: a YAML or JSON file of command job types for the in-process worker (docs/command-jobs.md). [env: JOBS_COMMAND_JOBS]")
+    var commandJobs: String?
+
     @Option(help: "Embedded mode: jobs run at once by the in-process worker. (default: 16)")
     var workerConcurrency: Int = 16
 
@@ -117,10 +120,13 @@ struct GatewayCommand: AsyncParsableCommand {
 
         var extraServices: [any Service] = []
         if embedded {
+            let workerLogger = Logger(label: "jobs.worker")
             let worker = JobWorker(
                 configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "embedded-\(ProcessInfo.processInfo.processIdentifier)",
                                                    concurrency: workerConcurrency),
-                logger: Logger(label: "jobs.worker")
+                registry: try JobRegistry.builtin(commandJobsFile: commandJobs ?? env["JOBS_COMMAND_JOBS"], environment: env,
+                                                  logger: workerLogger),
+                logger: workerLogger
             )
             extraServices.append(worker)
             printEmbeddedBanner(bootstrap: bootstrap, configuration: configuration)

@@ -7,7 +7,10 @@ public struct ParamsSchema: Sendable, Hashable {
     public enum FieldType: Sendable, Hashable {
         case integer(minimum: Int? = nil, maximum: Int? = nil)
         case number(minimum: Double? = nil, maximum: Double? = nil)
-        case string(maxLength: Int? = nil, allowed: [String]? = nil)
+        /// `pattern` is a regular expression (Swift `Regex` syntax, close to
+        /// ECMAScript's) that a value must contain a match of; as in JSON Schema it
+        /// is not anchored, so write `^…$` to constrain the whole value.
+        case string(maxLength: Int? = nil, allowed: [String]? = nil, pattern: String? = nil)
         case boolean
     }
 
@@ -80,9 +83,14 @@ extension ParamsSchema.FieldType {
             if let minimum, n < minimum { return "must be at least \(minimum)" }
             if let maximum, n > maximum { return "must be at most \(maximum)" }
             return nil
-        case (.string(let maxLength, let allowed), .string(let s)):
+        case (.string(let maxLength, let allowed, let pattern), .string(let s)):
             if let maxLength, s.count > maxLength { return "must be at most \(maxLength) characters" }
             if let allowed, !allowed.contains(s) { return "must be one of \(allowed.joined(separator: ", "))" }
+            if let pattern {
+                // Fail closed: a pattern this process can't compile accepts nothing.
+                guard let regex = try? Regex(pattern) else { return "cannot be checked: the pattern \(pattern) is invalid" }
+                if !s.contains(regex) { return "must match the pattern \(pattern)" }
+            }
             return nil
         case (.boolean, .bool):
             return nil
@@ -115,9 +123,10 @@ extension ParamsSchema {
             case .number(let minimum, let maximum):
                 if let minimum { property["minimum"] = .number(minimum) }
                 if let maximum { property["maximum"] = .number(maximum) }
-            case .string(let maxLength, let allowed):
+            case .string(let maxLength, let allowed, let pattern):
                 if let maxLength { property["maxLength"] = .number(Double(maxLength)) }
                 if let allowed { property["enum"] = .array(allowed.map(JSONValue.string)) }
+                if let pattern { property["pattern"] = .string(pattern) }
             case .boolean:
                 break
             }
@@ -152,7 +161,12 @@ extension ParamsSchema {
                 fieldType = .number(minimum: number("minimum"), maximum: number("maximum"))
             case "string":
                 let allowed = property["enum"]?.arrayValue?.compactMap(\.stringValue)
-                fieldType = .string(maxLength: property["maxLength"]?.intValue, allowed: allowed)
+                let pattern = property["pattern"]?.stringValue
+                // A pattern that isn't a string, or that this process can't compile,
+                // can't be enforced: refuse the schema rather than drop the constraint.
+                if property["pattern"] != nil, pattern == nil { return nil }
+                if let pattern, (try? Regex(pattern)) == nil { return nil }
+                fieldType = .string(maxLength: property["maxLength"]?.intValue, allowed: allowed, pattern: pattern)
             case "boolean":
                 fieldType = .boolean
             default:

@@ -43,6 +43,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: JOBS_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
+    @Option(help: "A YAML or JSON file of command job types to serve besides the built-in ones (docs/command-jobs.md). [env: JOBS_COMMAND_JOBS]")
+    var commandJobs: String?
+
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: logLevel ?? env["JOBS_LOG_LEVEL"] ?? "info") ?? .info
@@ -66,7 +69,8 @@ struct WorkerCommand: AsyncParsableCommand {
             drainTimeout: .seconds(drainTimeout ?? env["JOBS_DRAIN_TIMEOUT"].flatMap(Int.init) ?? 30)
         )
         let logger = Logger(label: "jobs.worker")
-        let worker = JobWorker(configuration: configuration, logger: logger)
+        let registry = try JobRegistry.builtin(commandJobsFile: commandJobs ?? env["JOBS_COMMAND_JOBS"], environment: env, logger: logger)
+        let worker = JobWorker(configuration: configuration, registry: registry, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         ))

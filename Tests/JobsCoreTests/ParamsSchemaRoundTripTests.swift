@@ -8,6 +8,7 @@ struct ParamsSchemaRoundTripTests {
         .init("ratio", .number(minimum: 0, maximum: 1)),
         .init("mode", .string(maxLength: 8, allowed: ["fast", "slow"]), required: true),
         .init("label", .string(maxLength: 40)),
+        .init("host", .string(maxLength: 253, pattern: #"^[a-z0-9.-]+$"#)),
         .init("dryRun", .boolean),
     ])
 
@@ -25,5 +26,24 @@ struct ParamsSchemaRoundTripTests {
         #expect(ParamsSchema(jsonSchema: ["type": "array"]) == nil)
         #expect(ParamsSchema(jsonSchema: ["type": "object", "properties": ["tags": ["type": "array"]]]) == nil)
         #expect(ParamsSchema(jsonSchema: ["type": "object", "properties": ["x": ["minimum": 1]]]) == nil)
+        // A pattern that can't be enforced must not be dropped silently.
+        #expect(ParamsSchema(jsonSchema: ["type": "object", "properties": ["x": ["type": "string", "pattern": "([a-z"]]]) == nil)
+        #expect(ParamsSchema(jsonSchema: ["type": "object", "properties": ["x": ["type": "string", "pattern": 3]]]) == nil)
+    }
+
+    @Test("a string pattern is published as JSON Schema and enforced, unanchored as in JSON Schema")
+    func patternIsPublishedAndEnforced() throws {
+        let schema = ParamsSchema([.init("host", .string(pattern: #"^[a-z0-9.-]+$"#), required: true),
+                                   .init("tag", .string(pattern: "v[0-9]"))])
+        let property = schema.jsonSchema.objectValue?["properties"]?.objectValue?["host"]?.objectValue
+        #expect(property?["pattern"] == .string(#"^[a-z0-9.-]+$"#))
+
+        #expect(schema.violations(of: ["host": "db-1.internal"]).isEmpty)
+        #expect(schema.violations(of: ["host": "db-1", "tag": "release-v2"]).isEmpty, "unanchored: a match anywhere will do")
+        for bad in ["; touch /tmp/pwned", "$(id)", "db-1\n", "DB"] {
+            let violations = schema.violations(of: ["host": .string(bad)])
+            #expect(violations == [.init(pointer: "/params/host", detail: #"must match the pattern ^[a-z0-9.-]+$"#)], "\(bad)")
+        }
+        #expect(schema.violations(of: ["host": "a", "tag": "latest"]).map(\.pointer) == ["/params/tag"])
     }
 }

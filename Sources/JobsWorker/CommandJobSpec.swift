@@ -1,0 +1,192 @@
+import Foundation
+import JobsCore
+
+/// One command job type: which program a job of this type runs, how its params
+/// become that program's arguments, and the limits it runs under.
+///
+/// Usually read from a configuration file (``CommandJobsConfiguration``); the
+/// initializer checks everything that doesn't touch the file system.
+public struct CommandJobSpec: Sendable {
+    public var name: String
+    public var summary: String
+    /// An absolute path: names are resolved on `PATH` when the file is loaded,
+    /// so what runs can't change with a job's environment.
+    public var executable: String
+    /// argv after argv[0], one template per entry.
+    public var arguments: [ArgumentTemplate]
+    /// Published to the gateway, which refuses bad params before a job is
+    /// queued; the worker checks them again before it runs the command.
+    public var params: ParamsSchema
+    /// Values of optional params a job left out.
+    public var defaults: [String: JSONValue]
+    /// Where the command runs; `nil` for the worker's own working directory.
+    public var workingDirectory: String?
+    /// The command's whole environment (nothing else of the worker's is passed),
+    /// to which each run adds `JOBS_JOB_ID`, `JOBS_JOB_TYPE` and `JOBS_ATTEMPT`.
+    public var environment: [String: String]
+    /// Attempts, time limit and the most runs at once on one worker.
+    public var options: JobOptions
+    /// How long a cancelled command has between SIGTERM and SIGKILL.
+    public var killGracePeriod: Duration
+    /// How much of each output stream the result keeps: the last lines, at
+    /// most this many, of at most this many bytes together.
+    public var outputTailLines: Int
+    public var outputTailBytes: Int
+
+    /// Most lines and bytes a result may keep of each stream, so a command's
+    /// result stays far below the worker's result size limit (64 KiB by default).
+    public static let maxOutputTailLines = 1000
+    public static let maxOutputTailBytes = 16 * 1024
+    /// The grace period between SIGTERM and SIGKILL unless one is given.
+    public static let defaultKillGracePeriod = Duration.seconds(5)
+
+    public init(
+        name: String, summary: String = "", executable: String, arguments: [String] = [],
+        params: ParamsSchema = ParamsSchema(), defaults: [String: JSONValue] = [:],
+        workingDirectory: String? = nil, environment: [String: String] = [:], options: JobOptions = JobOptions(),
+        killGracePeriod: Duration = CommandJobSpec.defaultKillGracePeriod,
+        outputTailLines: Int = 50, outputTailBytes: Int = 8 * 1024
+    ) throws(CommandJobSpecError) {
+        guard Self.isTypeName(name) else {
+            throw CommandJobSpecError("name: \"\(name)\" is not a job type name (1 to 100 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)")
+        }
+        guard executable.hasPrefix("/") else {
+            throw CommandJobSpecError("executable: \"\(executable)\" must be an absolute path")
+        }
+        var templates: [ArgumentTemplate] = []
+        for (index, argument) in arguments.enumerated() {
+            do {
+                templates.append(try ArgumentTemplate(parsing: argument))
+            } catch {
+                throw CommandJobSpecError("arguments[\(index)] \"\(argument)\": \(error)")
+            }
+        }
+        let declared = Set(params.fields.map(\.name))
+        for field in params.fields where !ArgumentTemplate.isParamName(field.name) {
+            throw CommandJobSpecError("params.\(field.name): a param name is a letter or _ then letters, digits or _")
+        }
+        for (index, template) in templates.enumerated() {
+            if let unknown = template.paramNames.subtracting(declared).sorted().first {
+                throw CommandJobSpecError("arguments[\(index)] \"\(template)\": {\(unknown)} is not a declared param"
+                                          + (declared.isEmpty ? "" : " (declared: \(declared.sorted().joined(separator: ", ")))"))
+            }
+        }
+        if let index = Self.placeholderInInlineCode(executable: executable, arguments: templates) {
+            throw CommandJobSpecError("arguments[\(index)] \"\(templates[index])\": a placeholder inside code for "
+                + "\((executable as NSString).lastPathComponent) to run would let a param inject commands; "
+                + "pass the value as an argument of its own and refer to it from the code (\"$1\" in a shell)")
+        }
+        for (param, value) in defaults.sorted(by: { $0.key < $1.key }) {
+            guard let field = params.fields.first(where: { $0.name == param }) else {
+                throw CommandJobSpecError("params.\(param): a default for a param that isn't declared")
+            }
+            let problems = ParamsSchema([field]).violations(of: [param: value])
+            if let problem = problems.first {
+                throw CommandJobSpecError("params.\(param).default: \(problem.detail)")
+            }
+        }
+        for (key, value) in environment {
+            guard !key.isEmpty, !key.contains("="), !key.contains("\0"), !value.contains("\0") else {
+                throw CommandJobSpecError("environment: \"\(key)\" is not a valid variable (no empty name, no = in a name, no NUL)")
+            }
+        }
+        if let workingDirectory, !workingDirectory.hasPrefix("/") {
+            throw CommandJobSpecError("workingDirectory: \"\(workingDirectory)\" must be an absolute path")
+        }
+        guard killGracePeriod >= .zero else { throw CommandJobSpecError("killGracePeriod: must not be negative") }
+        guard (0...Self.maxOutputTailLines).contains(outputTailLines) else {
+            throw CommandJobSpecError("outputTailLines: must be 0 to \(Self.maxOutputTailLines)")
+        }
+        guard (0...Self.maxOutputTailBytes).contains(outputTailBytes) else {
+            throw CommandJobSpecError("outputTailBytes: must be 0 to \(Self.maxOutputTailBytes)")
+        }
+        self.name = name
+        self.summary = summary
+        self.executable = executable
+        self.arguments = templates
+        self.params = params
+        self.defaults = defaults
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+        self.options = options
+        self.killGracePeriod = killGracePeriod
+        self.outputTailLines = outputTailLines
+        self.outputTailBytes = outputTailBytes
+    }
+
+    /// The argv (after argv[0]) for a job's params, defaults filled in. Each
+    /// template yields exactly one argument, or none when it mentions an
+    /// optional param that has no value.
+    ///
+    /// - Throws: `JobError` `invalid_params` when the params don't fit the
+    ///   schema, or a value can't be an argument (it holds a NUL byte).
+    public func argv(for params: JSONValue) throws(JobError) -> [String] {
+        guard var values = params == .null ? [:] : params.objectValue else {
+            throw JobError(code: "invalid_params", message: "/params: must be an object, not \(params.typeName)")
+        }
+        for (name, value) in defaults where values[name] == nil || values[name] == .null {
+            values[name] = value
+        }
+        let violations = self.params.violations(of: .object(values))
+        guard violations.isEmpty else {
+            throw JobError(code: "invalid_params", message: violations.map(\.description).joined(separator: "; "))
+        }
+        var texts: [String: String] = [:]
+        for (name, value) in values where value != .null {
+            guard let text = value.argumentText else {
+                throw JobError(code: "invalid_params", message: "/params/\(name): a \(value.typeName) can't be an argument")
+            }
+            // C strings end at NUL: such a value would be cut short in argv.
+            guard !text.utf8.contains(0) else {
+                throw JobError(code: "invalid_params", message: "/params/\(name): must not contain a NUL character")
+            }
+            texts[name] = text
+        }
+        return arguments.compactMap { $0.render(texts) }
+    }
+
+    /// The flags after which an interpreter takes code to run from the next
+    /// argument, by executable name (a prefix, so `python3.12` counts).
+    static let inlineCodeFlags: [(interpreter: String, flags: Set<String>)] = [
+        ("sh", ["-c"]), ("bash", ["-c"]), ("dash", ["-c"]), ("zsh", ["-c"]), ("ksh", ["-c"]), ("ash", ["-c"]),
+        ("busybox", ["-c"]), ("python", ["-c"]), ("perl", ["-e", "-E"]), ("ruby", ["-e"]),
+        ("node", ["-e", "-p", "--eval", "--print"]), ("php", ["-r"]), ("osascript", ["-e"]),
+    ]
+
+    /// The index of an argument that is code for the executable to run (a
+    /// shell's `-c` script, `python -c`, `perl -e`, …) and holds a
+    /// placeholder: a param there is code, the one thing it must never be.
+    /// Shell flags may be combined (`-ec`).
+    static func placeholderInInlineCode(executable: String, arguments: [ArgumentTemplate]) -> Int? {
+        let name = (executable as NSString).lastPathComponent
+        guard let flags = inlineCodeFlags.first(where: { name == $0.interpreter || name.hasPrefix($0.interpreter)
+                                                     && !name.dropFirst($0.interpreter.count).contains(where: \.isLetter) })?.flags else {
+            return nil
+        }
+        let isShell = flags == ["-c"] && !name.hasPrefix("python")
+        for (index, template) in arguments.enumerated().dropLast() {
+            let text = template.description
+            let takesCode = flags.contains(text)
+                || (isShell && text.hasPrefix("-") && !text.hasPrefix("--") && text.contains("c"))
+            if takesCode, !arguments[index + 1].paramNames.isEmpty { return index + 1 }
+        }
+        return nil
+    }
+
+    static func isTypeName(_ name: String) -> Bool {
+        guard (1...100).contains(name.count), let first = name.unicodeScalars.first,
+              first.isASCII, first.properties.isAlphabetic || ("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-_:".unicodeScalars.contains($0))
+        }
+    }
+}
+
+/// Why a ``CommandJobSpec`` was refused: which setting, and what is wrong with it.
+public struct CommandJobSpecError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
