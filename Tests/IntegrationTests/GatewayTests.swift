@@ -47,7 +47,11 @@ struct EndToEndTests {
     func cancelStopsRunningJob() async throws {
         let system = try TestCluster()
         try await system.withGateway { client in
-            let stepMs = 300
+            // The cancel goes out just after a step boundary, so a handler that only
+            // checked a flag between steps would take the whole step (2 s) to stop;
+            // task cancellation interrupts the step itself. The margin keeps the test
+            // meaningful on a loaded two-core machine.
+            let stepMs = 2000
             let job = try await client.submit(#"{"type":"sleep","params":{"steps":100,"stepMs":\#(stepMs)}}"#)
             try await client.waitFor(job.id) { ($0.progress?.current ?? 0) >= 1 }
 
