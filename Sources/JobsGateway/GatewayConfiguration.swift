@@ -52,6 +52,11 @@ public struct GatewayConfiguration: Sendable {
     /// The producer's settings: the command deadline bounds every delivery.
     var producerConfiguration: KafkaConfiguration {
         var configuration = kafka
+        // After an outage, reconnect within a second rather than librdkafka's 10 s
+        // backoff ceiling, so the gateway stops answering 503 soon after the broker returns.
+        if configuration.properties["reconnect.backoff.max.ms"] == nil {
+            configuration.properties["reconnect.backoff.max.ms"] = "1000"
+        }
         if configuration.properties["message.timeout.ms"] == nil {
             let (seconds, attoseconds) = commandTimeout.components
             configuration.properties["message.timeout.ms"] = "\(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))"

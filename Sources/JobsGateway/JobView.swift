@@ -18,6 +18,8 @@ public final class JobView: Service {
         /// Ended jobs whose last record on the topic is a stale one.
         var staleTails: Set<JobID> = []
         var countsByStatus: [JobStatus: Int] = [:]
+        /// Caught up with the topic's end as it was at start-up.
+        var ready = false
 
         mutating func count(_ removed: JobSnapshot?, _ added: JobSnapshot?) {
             if let removed { countsByStatus[removed.status, default: 0] -= 1 }
@@ -27,7 +29,6 @@ public final class JobView: Service {
 
     private let state = Mutex(State())
     private let offsets = ConsumedOffsets()
-    private let ready = Atomic<Bool>(false)
     private let reader: KafkaTopicReader
     private let endOffsets: SharedQuery<[Int32: Int64]>
     /// Re-publishes a terminal snapshot (see `follow`).
@@ -54,7 +55,9 @@ public final class JobView: Service {
         self.logger = logger
     }
 
-    public var isReady: Bool { ready.load(ordering: .acquiring) }
+    // In the locked state rather than an `Atomic<Bool>` stored property: Swift
+    // 6.3.1's optimizer crashes on the latter here in release builds.
+    public var isReady: Bool { state.withLock { $0.ready } }
 
     public var count: Int { state.withLock { $0.table.count } }
 
@@ -202,7 +205,7 @@ public final class JobView: Service {
             do {
                 let ends = try await reader.endOffsets()
                 if await offsets.wait(until: ends, timeout: .seconds(30)) {
-                    ready.store(true, ordering: .releasing)
+                    state.withLock { $0.ready = true }
                     await reassertStaleTails()
                     logger.info("job view caught up", metadata: ["jobs": "\(count)", "took": "\(ContinuousClock.now - started)"])
                     return

@@ -24,7 +24,7 @@ public final class ConsumerGroupLag: Sendable {
         let client = self.client
         let topic = self.topic
         let timeoutMs = Int32(timeout.milliseconds)
-        let result = await onDedicatedThread("kafka-lag") { () -> Result<[Int32: Int64], KafkaError> in
+        let result = await onDedicatedThread("kafka-lag", cancelled: .failure(.cancelled)) { () -> Result<[Int32: Int64], KafkaError> in
             partitionCount(client: client, topic: topic, timeoutMs: timeoutMs).flatMap { count in
                 let list = PartitionList((0..<count).map { TopicPartition(topic: topic, partition: $0) })
                 let err = rd_kafka_committed(client.pointer, list.pointer, timeoutMs)

@@ -27,7 +27,7 @@ public enum KafkaAdmin {
     ) async throws(KafkaError) {
         let client = try NativeClient(kind: .producer, properties: configuration.merged(with: [:]),
                                       context: CallbackContext(logger: logger))
-        let result = await onDedicatedThread("kafka-admin") { () -> KafkaError? in
+        let result = await onDedicatedThread("kafka-admin", cancelled: .cancelled) { () -> KafkaError? in
             createTopicsBlocking(topics, client: client, timeoutMs: Int32(timeout.milliseconds))
         }
         if let result { throw result }

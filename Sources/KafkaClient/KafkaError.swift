@@ -34,6 +34,8 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The client was shut down before the operation could complete.
     public var isClientClosed: Bool { code == Self.closed.code }
 
+    static let cancelled = KafkaError(code: "_CANCELLED", message: "the caller stopped waiting for the broker")
+
     static let closed = KafkaError(code: "_CLIENT_CLOSED", message: "the Kafka client is shut down")
     static func invalidConfiguration(_ message: String) -> KafkaError {
         KafkaError(code: "_INVALID_CONFIG", message: message)

@@ -47,7 +47,7 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
     public func endOffsets(timeout: Duration = .seconds(5)) async throws(KafkaError) -> [Int32: Int64] {
         let client = engine.client
         let topic = self.topic
-        let result = await onDedicatedThread("kafka-watermarks") { () -> Result<[Int32: Int64], KafkaError> in
+        let result = await onDedicatedThread("kafka-watermarks", cancelled: .failure(.cancelled)) { () -> Result<[Int32: Int64], KafkaError> in
             partitionCount(client: client, topic: topic, timeoutMs: Int32(timeout.milliseconds)).flatMap { count in
                 var ends: [Int32: Int64] = [:]
                 for partition in 0..<count {

@@ -1,6 +1,7 @@
 internal import CKafka
 import Foundation
 import Logging
+import Synchronization
 
 /// The one owner of a librdkafka `rd_kafka_t` handle.
 ///
@@ -73,12 +74,56 @@ private let nativeLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePoin
 
 /// Runs `body` on a thread of its own, so a blocking librdkafka call never ties up
 /// the cooperative pool. For rare calls (metadata, watermarks, admin requests).
-func onDedicatedThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(returning: body())
+///
+/// If the calling task is cancelled first, this returns `cancelled` at once and
+/// the thread's late result is dropped: librdkafka can block past its own timeout
+/// when the broker is gone for good, and a shutdown must not wait for it.
+func onDedicatedThread<T: Sendable>(_ name: String, cancelled: T, _ body: @escaping @Sendable () -> T) async -> T {
+    let outcome = OnceContinuation<T>()
+    return await withTaskCancellationHandler {
+        await withCheckedContinuation { continuation in
+            outcome.attach(continuation)
+            let thread = Thread { outcome.resume(body()) }
+            thread.name = name
+            thread.start()
         }
-        thread.name = name
-        thread.start()
+    } onCancel: {
+        outcome.resume(cancelled)
+    }
+}
+
+/// A continuation resumed by whichever comes first, the result or a cancel.
+private final class OnceContinuation<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, Never>?
+        var value: T?
+        var resumed = false
+    }
+    private let state = Mutex(State())
+
+    func attach(_ continuation: CheckedContinuation<T, Never>) {
+        let ready = state.withLock { state -> T? in
+            if let value = state.value {
+                state.resumed = true
+                return value
+            }
+            state.continuation = continuation
+            return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+    }
+
+    func resume(_ value: T) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, Never>? in
+            guard !state.resumed, state.value == nil else { return nil }
+            guard let continuation = state.continuation else {
+                state.value = value
+                return nil
+            }
+            state.resumed = true
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(returning: value)
     }
 }
