@@ -103,15 +103,19 @@ struct All: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(50))
         }
         var latencies: [Double] = []
+        var late = 0
         for id in ids {
             let started = ContinuousClock.now
             _ = try await send(system.client, "POST", system.base + "/jobs/\(id)/cancel")
-            while try await send(system.client, "GET", system.base + "/jobs/\(id)").snapshot.status != .cancelled {
-                guard ContinuousClock.now - started < .seconds(10) else { throw BenchError("job \(id) not cancelled") }
-            }
-            latencies.append((ContinuousClock.now - started).milliseconds)
+            // Bounded: a cancel not seen within 10 s counts as 10 s, and as late.
+            while try await send(system.client, "GET", system.base + "/jobs/\(id)").snapshot.status != .cancelled,
+                  ContinuousClock.now - started < .seconds(10) {}
+            let latency = (ContinuousClock.now - started).milliseconds
+            if latency >= 10_000 { late += 1 }
+            latencies.append(latency)
         }
-        printLine(workload: "cancel", ["jobs": Double(jobs), "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)])
+        printLine(workload: "cancel", ["jobs": Double(jobs), "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+                                       "not_seen_within_10s": Double(late)])
     }
 
     /// 4. GET /jobs/{id} at 64 connections, beside a bare Hummingbird route measured the same way.
