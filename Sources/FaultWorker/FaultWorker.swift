@@ -7,7 +7,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// `fault-worker`: an ordinary worker whose `sleep` and `noop` handlers also
+/// `fault-worker`: an ordinary worker whose `sleep`, `noop` and `flaky` handlers also
 /// append a line to an execution log each time they start and finish, so the
 /// fault suite can count executions per job from the handler's side, not from
 /// the worker's own reports.
@@ -45,6 +45,17 @@ struct FaultWorker: AsyncParsableCommand {
             log.record("end", context)
             return ["steps": steps]
         }
+        // Throws on attempts up to `failures`, then succeeds; only a successful run logs `end`.
+        registry.register("flaky", params: [String: Int].self,
+                          schema: ParamsSchema([.init("failures", .integer(minimum: 0, maximum: 100),
+                                                      summary: "Attempts that throw before one succeeds (default 0).")]),
+                          summary: "Throws on its first `failures` attempts, then succeeds.",
+                          options: JobOptions(maxAttempts: 3, initialBackoff: .milliseconds(100))) { params, context in
+            log.record("start", context)
+            if context.attempt <= params["failures"] ?? 0 { throw FlakyFailure(attempt: context.attempt) }
+            log.record("end", context)
+            return ["attempt": context.attempt]
+        }
         let configuration = WorkerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: brokers,
                                       properties: try KafkaConfiguration.properties(fromAssignments: kafkaProperties)),
@@ -54,6 +65,12 @@ struct FaultWorker: AsyncParsableCommand {
         let worker = JobWorker(configuration: configuration, registry: registry, logger: logger)
         try await ServiceGroup(configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
+}
+
+/// The `flaky` handler's failure; its description becomes the job's error message.
+struct FlakyFailure: Error, CustomStringConvertible {
+    let attempt: Int
+    var description: String { "flaked on attempt \(attempt)" }
 }
 
 /// Appends whole lines with O_APPEND, so a SIGKILL never leaves half a line.
