@@ -5,6 +5,7 @@ import Hummingbird
 import JobsCore
 import KafkaClient
 import Logging
+import NIOCore
 
 /// `jobs-bench`: measures the system from the outside, as separate processes
 /// (broker, gateway, workers) driven over HTTP from this one, and prints one
@@ -175,9 +176,12 @@ struct All: AsyncParsableCommand {
         let (full, readyAfter) = try await startGateway(18201)
         try await Task.sleep(for: .seconds(1))
         let fullBytes = full.residentBytes
+        // The view's own count, not what was published: the figure is per job held.
+        struct Readiness: Decodable { let jobs: Int }
+        let held = try JSONDecoder().decode(Readiness.self, from: Data(Array(buffer: try await send(client, "GET", "http://127.0.0.1:18201/ready").body))).jobs
         full.stop()
         printLine(workload: "memory", [
-            "jobs": Double(jobs), "bytes_per_job": Double(fullBytes - emptyBytes) / Double(jobs),
+            "jobs": Double(jobs), "jobs_in_view": Double(held), "bytes_per_job": Double(fullBytes - emptyBytes) / Double(max(held, 1)),
             "rss_empty_mib": Double(emptyBytes) / 1_048_576, "rss_full_mib": Double(fullBytes) / 1_048_576,
             "ready_after_s": readyAfter.seconds,
         ])

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// One of the package's built executables, run as a separate process by a test.
@@ -6,22 +7,49 @@ import Testing
 /// is still running when the test lets go of it is killed.
 final class ChildProcess: @unchecked Sendable {
     let name: String
-    private let process = Process()
+    let pid: pid_t
     let logURL: URL
+    /// The exit status once reaped; `waitpid` may reap only once.
+    private let exit = Mutex<Int32?>(nil)
 
+    /// Spawned with `posix_spawn` rather than Foundation's `Process`, whose `run()`
+    /// crashed (a bad memcpy) when many suites spawned processes at once while
+    /// librdkafka opened and closed sockets in the same process.
     init(_ executable: String, _ arguments: [String], name: String) throws {
         self.name = name
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("jobs-test-\(name)-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        process.executableURL = try Self.executable(executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle(forWritingAtPath: logURL.path)
-        process.standardError = FileHandle(forWritingAtPath: logURL.path)
-        try process.run()
+        let path = try Self.executable(executable).path
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logURL.path, O_WRONLY | O_APPEND, 0)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, path, &actions, nil, argv, environ)
+        guard result == 0 else {
+            throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(result)))")
+        }
+        pid = child
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    struct SpawnError: Error, CustomStringConvertible { let description: String }
+
+    /// The exit status, reaping the process if it has exited; `nil` while it runs.
+    var terminationStatus: Int32? {
+        exit.withLock { status in
+            if status == nil {
+                var raw: Int32 = 0
+                if waitpid(pid, &raw, WNOHANG) == pid { status = raw }
+            }
+            return status
+        }
+    }
+
+    var isRunning: Bool { terminationStatus == nil }
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     /// Waits until the log contains `text`; returns the log.
@@ -31,7 +59,7 @@ final class ChildProcess: @unchecked Sendable {
         while true {
             let current = log
             if current.components(separatedBy: text).count - 1 >= count { return current }
-            try #require(process.isRunning, "\(name) exited (\(process.terminationStatus)) before logging \(text):\n\(current.suffix(3000))")
+            try #require(isRunning, "\(name) exited (\(terminationStatus ?? -1)) before logging \(text):\n\(current.suffix(3000))")
             try #require(ContinuousClock.now < deadline, "\(name) did not log \(text) within \(timeout):\n\(current.suffix(3000))")
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -39,17 +67,25 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Sends `signal` and waits (bounded) for the process to exit.
     func stop(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) async {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, signal)
+        guard isRunning else { return }
+        kill(pid, signal)
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline {
+        while isRunning, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var raw: Int32 = 0
+            if waitpid(pid, &raw, 0) == pid { exit.withLock { $0 = raw } }
+        }
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var raw: Int32 = 0
+            _ = waitpid(pid, &raw, 0)
+        }
         try? FileManager.default.removeItem(at: logURL)
     }
 
