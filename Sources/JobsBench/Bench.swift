@@ -161,7 +161,9 @@ struct All: AsyncParsableCommand {
         let emptyBytes = empty.residentBytes
         empty.stop()
 
-        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap, properties: ["linger.ms": "20"]),
+        // A bulk load: messages may wait in the queue far longer than a request would.
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: bootstrap,
+                                                                           properties: ["linger.ms": "20", "message.timeout.ms": "900000"]),
                                          topics: ["jobs.status"], logger: Logger(label: "bench"))
         let now = Date()
         let encoder = WireFormat.encoder()
