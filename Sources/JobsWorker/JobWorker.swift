@@ -231,7 +231,14 @@ private struct Runner: Sendable {
                 finish(message, generation: taken.generation)
                 return
             }
-            publisher.post(started)
+            // Acknowledged before the handler runs: if this worker dies mid-run, the
+            // next owner sees the job `running` and runs it as the next attempt.
+            // Queued without waiting, a SIGKILL could lose it, and the re-run would
+            // wrongly repeat attempt 1.
+            guard await publisher.publish(started) else {
+                jobLogger.warning("running snapshot not published; the job will be delivered again")
+                return
+            }
             jobLogger.debug("job started")
 
             let context = JobContext(jobID: job.id, type: job.type, attempt: attempt, logger: jobLogger,
