@@ -2,7 +2,7 @@
 # chooses (docker-compose.yml runs `gateway` in one service and `worker` in another).
 #
 #   docker build -t swift-kafka-jobs .
-#   docker run --rm -p 8080:8080 -e JOBS_BROKERS=kafka1:9092 swift-kafka-jobs gateway
+#   docker run --rm -p 8080:8080 -e JOBS_BROKERS=kafka1:9092 -e JOBS_API_KEYS=admin:admin:<token> swift-kafka-jobs gateway
 #   docker run --rm -e JOBS_BROKERS=kafka1:9092 swift-kafka-jobs worker --concurrency 32
 #
 # Both stages are Debian bookworm, so the binaries are built against the same
@@ -40,6 +40,7 @@ RUN swift build -c release --static-swift-stdlib --product gateway \
     && mkdir /staging \
     && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
     && cp "$bin/gateway" "$bin/worker" /staging/ \
+    && cp -R "$bin/swift-kafka-jobs_JobsGateway.resources" /staging/ \
     && cp /usr/libexec/swift/linux/swift-backtrace-static /staging/
 
 # ---- run ---------------------------------------------------------------------
@@ -56,6 +57,8 @@ RUN export DEBIAN_FRONTEND=noninteractive \
         --shell /usr/sbin/nologin jobs
 
 COPY --from=build /staging/gateway /staging/worker /usr/local/bin/
+# The gateway's OpenAPI document and dashboard: found next to the executable.
+COPY --from=build /staging/swift-kafka-jobs_JobsGateway.resources /usr/local/bin/swift-kafka-jobs_JobsGateway.resources
 # Readable backtraces when a process crashes.
 COPY --from=build /staging/swift-backtrace-static /usr/local/libexec/swift/swift-backtrace-static
 ENV SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/local/libexec/swift/swift-backtrace-static

@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // librdkafka from Debian's librdkafka-dev; the only C in the package.
@@ -55,11 +56,13 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        // The HTTP API and the status view.
+        // The HTTP API, the status view, the OpenAPI document and the dashboard.
         .target(
             name: "JobsGateway",
             dependencies: [
                 "JobsCore", "KafkaClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -67,7 +70,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            resources: [.copy("Resources/openapi.yaml"), .copy("Resources/dashboard")]
         ),
         .executableTarget(
             name: "Gateway",

@@ -68,6 +68,28 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Embedded mode: jobs run at once by the in-process worker. (default: 16)")
     var workerConcurrency: Int = 16
 
+    @Option(name: .customLong("api-key"), help: """
+        An API key, NAME:SCOPES:SECRET; repeatable. SCOPES joins read, submit, cancel, admin with +; \
+        SECRET is the token (16+ characters) or sha256:<hex digest of it>. Required unless --embedded. \
+        [env: JOBS_API_KEYS, keys separated by commas or spaces]
+        """)
+    var apiKeys: [String] = []
+
+    @Option(name: .customLong("allow-origin"), help: "An origin (https://app.example.com) whose pages may call the API (CORS); repeatable. [env: JOBS_ALLOWED_ORIGINS, comma-separated] (default: none)")
+    var allowedOrigins: [String] = []
+
+    @Option(help: "Largest params object of a job, in bytes of JSON. [env: JOBS_MAX_PARAMS_BYTES] (default: 16384)")
+    var maxParamsBytes: Int?
+
+    @Option(help: "Largest page of GET /jobs. [env: JOBS_MAX_PAGE_SIZE] (default: 200)")
+    var maxPageSize: Int?
+
+    @Option(help: "Event streams one client (API key, or address) may hold open. [env: JOBS_MAX_STREAMS_PER_CLIENT] (default: 8)")
+    var maxStreamsPerClient: Int?
+
+    @Option(help: "Serve the dashboard from this folder instead of the built-in one. [env: JOBS_DASHBOARD_DIR]")
+    var dashboardDir: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: JOBS_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
@@ -108,6 +130,12 @@ struct GatewayCommand: AsyncParsableCommand {
             logger.info("topics ready", metadata: ["topics": "\(topics.all)"])
         }
 
+        let keys = try (apiKeys + (env["JOBS_API_KEYS"].map(Self.list) ?? [])).map { text in
+            do throws(APIKeyError) { return try APIKey(parsing: text) } catch { throw ValidationError(error.description) }
+        }
+        if keys.isEmpty, !embedded {
+            throw ValidationError("give at least one --api-key (or JOBS_API_KEYS); only --embedded runs without authentication")
+        }
         let configuration = GatewayConfiguration(
             kafka: kafka, topics: topics,
             host: host ?? env["JOBS_HOST"] ?? "127.0.0.1",
@@ -115,7 +143,13 @@ struct GatewayCommand: AsyncParsableCommand {
             commandTimeout: .milliseconds(commandTimeoutMs ?? env["JOBS_COMMAND_TIMEOUT_MS"].flatMap(Int.init) ?? 5000),
             maxBodyBytes: maxBodyBytes ?? env["JOBS_MAX_BODY_BYTES"].flatMap(Int.init) ?? 64 * 1024,
             workerSilenceTimeout: .milliseconds(workerSilenceMs ?? env["JOBS_WORKER_SILENCE_MS"].flatMap(Int.init) ?? 10_000),
-            jobRetention: .seconds(3600 * (jobRetentionHours ?? env["JOBS_JOB_RETENTION_HOURS"].flatMap(Double.init) ?? 168))
+            jobRetention: .seconds(3600 * (jobRetentionHours ?? env["JOBS_JOB_RETENTION_HOURS"].flatMap(Double.init) ?? 168)),
+            authentication: keys.isEmpty ? .disabled : .apiKeys(keys),
+            allowedOrigins: allowedOrigins + (env["JOBS_ALLOWED_ORIGINS"].map(Self.list) ?? []),
+            maxParamsBytes: maxParamsBytes ?? env["JOBS_MAX_PARAMS_BYTES"].flatMap(Int.init) ?? 16 * 1024,
+            maxPageSize: maxPageSize ?? env["JOBS_MAX_PAGE_SIZE"].flatMap(Int.init) ?? 200,
+            maxStreamsPerClient: maxStreamsPerClient ?? env["JOBS_MAX_STREAMS_PER_CLIENT"].flatMap(Int.init) ?? 8,
+            dashboardDirectory: dashboardDir ?? env["JOBS_DASHBOARD_DIR"]
         )
 
         var extraServices: [any Service] = []
@@ -139,6 +173,18 @@ struct GatewayCommand: AsyncParsableCommand {
         withExtendedLifetime(cluster) {}
     }
 
+    private func authenticationLine(_ authentication: Authentication) -> String {
+        switch authentication {
+        case .disabled: "OFF: anyone who can reach the port may do anything"
+        case .apiKeys(let keys): "API keys: " + keys.map(\.name).joined(separator: ", ")
+        }
+    }
+
+    /// A list in one variable: items separated by commas or whitespace.
+    private static func list(_ text: String) -> [String] {
+        text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
+    }
+
     private func printEmbeddedBanner(bootstrap: String, configuration: GatewayConfiguration) {
         let banner = """
 
@@ -147,6 +193,9 @@ struct GatewayCommand: AsyncParsableCommand {
               and its status is gone when this process stops. For development only.
 
               HTTP API      http://\(configuration.host):\(configuration.port)
+              Dashboard     http://\(configuration.host):\(configuration.port)/
+              API document  http://\(configuration.host):\(configuration.port)/openapi.yaml
+              Auth          \(authenticationLine(configuration.authentication))
               Kafka broker  \(bootstrap)
               More workers  worker --brokers \(bootstrap)
             └──────────────────────────────────────────────────────────────────────┘

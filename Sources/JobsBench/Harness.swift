@@ -77,6 +77,7 @@ final class Deployment {
         broker = try ChildProcess(sibling("jobs-bench"), ["broker", "--partitions", "\(partitions)"], name: "broker")
         bootstrap = try broker.firstLine()
         gateway = try ChildProcess(sibling("gateway"), ["--brokers", bootstrap, "--port", "\(port)", "--create-topics", "false",
+                                       "--api-key", benchAPIKey,
                                                         "--log-level", "error"] + gatewayArguments, name: "gateway")
         base = "http://127.0.0.1:\(port)"
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
@@ -136,6 +137,7 @@ struct Reply {
 func send(_ client: HTTPClient, _ method: String, _ url: String, body: String? = nil) async throws -> Reply {
     var request = HTTPClientRequest(url: url)
     request.method = HTTPMethod(rawValue: method)
+    request.headers.add(name: "authorization", value: "Bearer \(benchToken)")
     if let body {
         request.headers.add(name: "content-type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body))
@@ -219,3 +221,7 @@ extension Duration {
     var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
     var seconds: Double { milliseconds / 1000 }
 }
+
+/// The key the benchmark's gateways accept and its clients send.
+let benchToken = "jobs-bench-token-0123456789"
+let benchAPIKey = "bench:admin:\(benchToken)"

@@ -17,11 +17,17 @@ public enum WireFormat {
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)
-            if let date = try? timestampStyle.parse(text) { return wholeMilliseconds(date) }
-            if let date = try? Date.ISO8601FormatStyle().parse(text) { return wholeMilliseconds(date) }
+            if let date = parseTimestamp(text) { return date }
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected an ISO 8601 time, got \(text)")
         }
         return decoder
+    }
+
+    /// An ISO 8601 time, with or without fractional seconds, to the millisecond.
+    public static func parseTimestamp(_ text: String) -> Date? {
+        if let date = try? timestampStyle.parse(text) { return wholeMilliseconds(date) }
+        if let date = try? secondsStyle.parse(text) { return wholeMilliseconds(date) }
+        return nil
     }
 
     private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)

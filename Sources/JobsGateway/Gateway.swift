@@ -43,10 +43,19 @@ public func buildGateway(
     }
     let directory = try WorkerDirectory(configuration: configuration.kafka, topics: configuration.topics, view: view,
                                         commands: commands, silenceTimeout: configuration.workerSilenceTimeout, logger: logger)
-    let router = Router()
+    let router = Router(context: GatewayRequestContext.self)
     router.add(middleware: MetricsMiddleware())
+    if !configuration.allowedOrigins.isEmpty {
+        router.add(middleware: AllowedOriginsMiddleware(origins: Set(configuration.allowedOrigins)))
+    }
     router.add(middleware: ProblemMiddleware(bodyLimit: configuration.maxBodyBytes, logger: logger))
-    JobRoutes(
+    if let dashboard = dashboardDirectory(configuration.dashboardDirectory) {
+        router.add(middleware: FileMiddleware(dashboard, cacheControl: .init([(MediaType(type: .any), [.noCache])]),
+                                              searchForIndexHtml: true, logger: logger))
+    } else {
+        logger.warning("the dashboard's files are missing; / will answer 404")
+    }
+    let jobs = JobRoutes(
         view: view,
         workers: directory,
         commands: commands,
@@ -54,6 +63,14 @@ public func buildGateway(
         configuredTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
         configuration: configuration,
         logger: logger
+    )
+    GatewayAPI(
+        jobs: jobs,
+        events: EventStreamRoutes(view: view, limiter: StreamLimiter(limit: configuration.maxStreamsPerClient),
+                                  configuration: configuration, logger: logger),
+        document: try APIDocument(),
+        metrics: metrics,
+        authentication: configuration.authentication
     ).register(on: router)
     return Application(
         router: router,

@@ -27,13 +27,33 @@ public struct GatewayConfiguration: Sendable {
     public var retentionSweepInterval: Duration
     /// The workers' consumer group, whose lag on the commands topic is reported.
     public var workerGroup: String
+    /// Who may call the API. `.disabled` is meant for `gateway --embedded` only.
+    public var authentication: Authentication
+    /// Origins whose browser pages may call the API (CORS); none by default.
+    public var allowedOrigins: [String]
+    /// The largest `params` object accepted, encoded as JSON.
+    public var maxParamsBytes: Int
+    /// The largest `limit` of `GET /jobs`.
+    public var maxPageSize: Int
+    /// Event streams one client (API key, or address without one) may hold open.
+    public var maxStreamsPerClient: Int
+    /// How often an idle event stream sends a keep-alive comment.
+    public var streamKeepAliveInterval: Duration
+    /// A client resuming an event stream after more than this many jobs changed
+    /// is told to list again rather than sent them all.
+    public var maxResumeJobs: Int
+    /// Serve the dashboard from this folder instead of the built-in copy (to work on it).
+    public var dashboardDirectory: String?
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
         commandTimeout: Duration = .seconds(5), maxBodyBytes: Int = 64 * 1024,
         jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2),
         workerSilenceTimeout: Duration = .seconds(10), jobRetention: Duration = .seconds(7 * 24 * 3600),
-        retentionSweepInterval: Duration = .seconds(60), workerGroup: String = "jobs-workers"
+        retentionSweepInterval: Duration = .seconds(60), workerGroup: String = "jobs-workers",
+        authentication: Authentication, allowedOrigins: [String] = [], maxParamsBytes: Int = 16 * 1024,
+        maxPageSize: Int = 200, maxStreamsPerClient: Int = 8, streamKeepAliveInterval: Duration = .seconds(15),
+        maxResumeJobs: Int = 10_000, dashboardDirectory: String? = nil
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -47,6 +67,14 @@ public struct GatewayConfiguration: Sendable {
         self.jobRetention = jobRetention
         self.retentionSweepInterval = retentionSweepInterval
         self.workerGroup = workerGroup
+        self.authentication = authentication
+        self.allowedOrigins = allowedOrigins
+        self.maxParamsBytes = maxParamsBytes
+        self.maxPageSize = maxPageSize
+        self.maxStreamsPerClient = maxStreamsPerClient
+        self.streamKeepAliveInterval = streamKeepAliveInterval
+        self.maxResumeJobs = maxResumeJobs
+        self.dashboardDirectory = dashboardDirectory
     }
 
     /// The producer's settings: the command deadline bounds every delivery.

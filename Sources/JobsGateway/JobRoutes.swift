@@ -6,8 +6,11 @@ import KafkaClient
 import Logging
 import Synchronization
 
-/// The HTTP API: submit, read and cancel jobs; health and readiness.
-struct JobRoutes<Context: RequestContext>: Sendable {
+/// The job routes: submit, list, read and cancel; job types and workers; health
+/// and readiness. Which path and scope each has is in ``Endpoint``.
+struct JobRoutes: Sendable {
+    typealias Context = GatewayRequestContext
+
     let view: JobView
     let workers: WorkerDirectory
     let commands: JobCommands
@@ -17,20 +20,6 @@ struct JobRoutes<Context: RequestContext>: Sendable {
     let configuredTypes: [String: JobTypeDescriptor]
     let configuration: GatewayConfiguration
     let logger: Logger
-
-    func register(on router: Router<Context>) {
-        router.post("/jobs", use: submit)
-        router.get("/jobs/{id}", use: read)
-        router.post("/jobs/{id}/cancel", use: cancel)
-        router.get("/health") { _, _ in try jsonResponse(.ok, ["status": "up"]) }
-        router.get("/ready", use: readiness)
-        router.get("/workers", use: listWorkers)
-        router.get("/job-types", use: listJobTypes)
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
-        }
-    }
 
     /// `POST /jobs`: validate, publish the start command, answer 202 once Kafka acknowledged it.
     @Sendable func submit(request: Request, context: Context) async throws -> Response {
@@ -45,6 +34,11 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         case .failure(.invalidFields(let violations)): throw ProblemDetails.invalidRequest(violations)
         case .failure(.unknownType(let name, let known)): throw ProblemDetails.unknownJobType(name, known: known)
         case .failure(.invalidParams(let type, let violations)): throw ProblemDetails.invalidParams(type: type, violations)
+        }
+        // Params can only be over the limit when the whole body is.
+        if body.readableBytes > configuration.maxParamsBytes,
+           try WireFormat.encode(submission.params).count > configuration.maxParamsBytes {
+            throw ProblemDetails.paramsTooLarge(limit: configuration.maxParamsBytes)
         }
 
         let idempotencyKey = try request.headers[.idempotencyKey].map(Self.checkedIdempotencyKey)
@@ -85,6 +79,13 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         return try snapshotResponse(job, status: .accepted, location: true)
     }
 
+    /// `GET /jobs`: newest first, filtered, a page at a time.
+    @Sendable func list(request: Request, context: Context) async throws -> Response {
+        let query = try JobListQuery(request.uri.queryParameters, maxLimit: configuration.maxPageSize)
+        let page = view.page(query.filter, limit: query.limit, after: query.cursor)
+        return try jsonResponse(.ok, JobListResponse(jobs: page.jobs, nextCursor: page.next?.cursor))
+    }
+
     /// `GET /jobs/{id}`.
     @Sendable func read(request: Request, context: Context) async throws -> Response {
         try snapshotResponse(try await find(context), status: .ok)
@@ -123,13 +124,17 @@ struct JobRoutes<Context: RequestContext>: Sendable {
         return try snapshotResponse(view[current.id] ?? requested, status: .accepted)
     }
 
+    @Sendable func health(request: Request, context: Context) async throws -> Response {
+        try jsonResponse(.ok, ["status": "up"])
+    }
+
     @Sendable func readiness(request: Request, context: Context) async throws -> Response {
         guard view.isReady else { throw ProblemDetails.notReady() }
         return try jsonResponse(.ok, Readiness(status: "ready", jobs: view.count))
     }
 
     /// What workers announce wins over configuration: they run the jobs.
-    private var jobTypes: [String: JobTypeDescriptor] {
+    var jobTypes: [String: JobTypeDescriptor] {
         configuredTypes.merging(workers.announcedTypes) { _, announced in announced }
     }
 

@@ -20,6 +20,11 @@ public final class JobView: Service {
         var countsByStatus: [JobStatus: Int] = [:]
         /// Caught up with the topic's end as it was at start-up.
         var ready = false
+        /// Every job by creation time, for listing.
+        var listIndex = JobListIndex()
+        /// Counts changes; each job remembers its latest, so a stream resumes exactly.
+        var changeSequence: UInt64 = 0
+        var lastChange: [JobID: UInt64] = [:]
 
         mutating func count(_ removed: JobSnapshot?, _ added: JobSnapshot?) {
             if let removed { countsByStatus[removed.status, default: 0] -= 1 }
@@ -36,6 +41,9 @@ public final class JobView: Service {
     private let retention: Retention?
     private let metrics: GatewayMetrics?
     private let logger: Logger
+    private let feed = JobChangeFeed()
+    /// Names this view instance in change positions (SSE event ids).
+    public let epoch = String(UInt32.random(in: .min ... .max), radix: 36)
 
     /// Ended jobs older than `age` leave the view; `tombstone` tells the topic.
     struct Retention: Sendable {
@@ -75,6 +83,48 @@ public final class JobView: Service {
         }
     }
 
+    /// A page of jobs matching `filter`, newest first (see ``JobListIndex``).
+    public func page(_ filter: JobFilter, limit: Int, after cursor: JobListPosition?) -> JobPage {
+        state.withLock { state in
+            state.listIndex.page(filter, limit: limit, after: cursor) { state.table[$0] }
+        }
+    }
+
+    /// Changes from now on to jobs `matches` accepts.
+    func subscribe(matching matches: @escaping @Sendable (JobSnapshot) -> Bool) -> JobChangeFeed.Subscription {
+        feed.subscribe(matching: matches)
+    }
+
+    /// A job's current state as a change, with the position of its latest change.
+    func currentChange(of id: JobID) -> JobChange? {
+        state.withLock { state in
+            guard let snapshot = state.table[id] else { return nil }
+            return JobChange(position: ChangePosition(epoch: epoch, sequence: state.lastChange[id] ?? 0), snapshot: snapshot)
+        }
+    }
+
+    /// What changed after `position` among jobs `filter` accepts: the current
+    /// state of each such job, in change order, or nil when `position` is from
+    /// another view instance or more than `limit` jobs changed since (the client
+    /// must list again). `through` is the last position the answer covers.
+    func changes(since position: ChangePosition, matching filter: JobFilter, limit: Int)
+        -> (changes: [JobChange]?, through: UInt64)
+    {
+        state.withLock { state in
+            guard position.epoch == epoch, position.sequence <= state.changeSequence else { return (nil, state.changeSequence) }
+            var changed: [(UInt64, JobSnapshot)] = []
+            for (id, sequence) in state.lastChange where sequence > position.sequence {
+                guard let snapshot = state.table[id], filter.matches(snapshot) else { continue }
+                if changed.count == limit { return (nil, state.changeSequence) }
+                changed.append((sequence, snapshot))
+            }
+            let changes = changed.sorted { $0.0 < $1.0 }.map {
+                JobChange(position: ChangePosition(epoch: epoch, sequence: $0.0), snapshot: $0.1)
+            }
+            return (changes, state.changeSequence)
+        }
+    }
+
     /// Folds a snapshot this gateway just published, so its own client reads it at once.
     public func apply(_ snapshot: JobSnapshot) {
         _ = fold(snapshot)
@@ -87,7 +137,16 @@ public final class JobView: Service {
             if let key = snapshot.idempotencyKey { state.idempotencyKeys[key] = snapshot.id }
             let previous = state.table[snapshot.id]
             let changed = state.table.apply(snapshot)
-            if let changed { state.count(previous, changed) }
+            if let changed {
+                state.count(previous, changed)
+                let position = JobListPosition(changed)
+                if let previous, JobListPosition(previous) != position { state.listIndex.remove(JobListPosition(previous)) }
+                if previous.map({ JobListPosition($0) != position }) ?? true { state.listIndex.insert(position) }
+                state.changeSequence += 1
+                state.lastChange[snapshot.id] = state.changeSequence
+                // Under the lock, so every subscriber sees changes in sequence order.
+                feed.publish(JobChange(position: ChangePosition(epoch: epoch, sequence: state.changeSequence), snapshot: changed))
+            }
             var staleFinal: JobSnapshot?
             if changed == nil, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot {
                 state.staleTails.insert(snapshot.id)
@@ -142,6 +201,7 @@ public final class JobView: Service {
                 }
             }
         }
+        feed.finishAll()
         await reader.close()
     }
 
@@ -159,20 +219,26 @@ public final class JobView: Service {
                 }
             } else if let key = message.key {
                 // A tombstone: the job expired from some gateway's view; forget it here too.
-                forget(JobID(rawValue: String(decoding: key, as: UTF8.self)))
+                forget([JobID(rawValue: String(decoding: key, as: UTF8.self))])
             }
             offsets.advance(past: message)
         }
     }
 
-    private func forget(_ id: JobID) {
+    private func forget(_ ids: some Sequence<JobID>) {
         let counts = state.withLock { state in
-            let removed = state.table.remove(id)
-            state.count(removed, nil)
-            if let key = removed?.idempotencyKey, state.idempotencyKeys[key] == id {
-                state.idempotencyKeys.removeValue(forKey: key)
+            var positions: Set<JobListPosition> = []
+            for id in ids {
+                guard let removed = state.table.remove(id) else { continue }
+                state.count(removed, nil)
+                if let key = removed.idempotencyKey, state.idempotencyKeys[key] == id {
+                    state.idempotencyKeys.removeValue(forKey: key)
+                }
+                state.staleTails.remove(id)
+                state.lastChange.removeValue(forKey: id)
+                positions.insert(JobListPosition(removed))
             }
-            state.staleTails.remove(id)
+            state.listIndex.remove(positions)
             return state.countsByStatus
         }
         metrics?.setJobCounts(counts)
@@ -191,10 +257,8 @@ public final class JobView: Service {
                 state.table.jobs.values.filter { $0.status.isTerminal && ($0.finishedAt ?? $0.updatedAt) < cutoff }.map(\.id)
             }
             guard !expired.isEmpty else { continue }
-            for id in expired {
-                forget(id)
-                await retention.tombstone(id)
-            }
+            forget(expired)
+            for id in expired { await retention.tombstone(id) }
             logger.info("expired ended jobs from the view", metadata: ["jobs": "\(expired.count)"])
         }
     }

@@ -16,11 +16,21 @@ public struct ProblemDetails: Error, Sendable, Codable, HTTPResponseError {
     public var errors: [ParamsSchema.Violation]?
     /// For an unknown job type: the types that exist.
     public var knownTypes: [String]?
+    /// Which query parameters were refused.
+    public var parameters: [QueryViolation]?
     /// Sent as a header, not in the body.
     public var retryAfterSeconds: Int?
+    /// A `WWW-Authenticate` challenge, sent as a header.
+    public var challenge: String?
 
     enum CodingKeys: String, CodingKey {
-        case type, title, statusCode = "status", detail, errors, knownTypes
+        case type, title, statusCode = "status", detail, errors, knownTypes, parameters
+    }
+
+    /// A refused query parameter.
+    public struct QueryViolation: Sendable, Codable, Hashable {
+        public var parameter: String
+        public var detail: String
     }
 
     public init(type: String, title: String, status: HTTPResponse.Status, detail: String,
@@ -39,6 +49,7 @@ public struct ProblemDetails: Error, Sendable, Codable, HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfterSeconds { headers[.retryAfter] = "\(retryAfterSeconds)" }
+        if let challenge { headers[.wwwAuthenticate] = challenge }
         let body = try JSONEncoder().encode(self)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
@@ -106,6 +117,35 @@ extension ProblemDetails {
     static func notReady() -> ProblemDetails {
         ProblemDetails(type: typeBase + "not-ready", title: "Not ready", status: .serviceUnavailable,
                        detail: "the job view has not caught up with the status topic yet", retryAfterSeconds: 1)
+    }
+
+    static func invalidQuery(parameter: String, _ detail: String) -> ProblemDetails {
+        var problem = ProblemDetails(type: typeBase + "invalid-query", title: "Invalid query", status: .badRequest,
+                                     detail: "\(parameter): \(detail)")
+        problem.parameters = [QueryViolation(parameter: parameter, detail: detail)]
+        return problem
+    }
+
+    static func paramsTooLarge(limit: Int) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "params-too-large", title: "Params too large", status: .contentTooLarge,
+                       detail: "the job's params are over the limit of \(limit) bytes (encoded as JSON)",
+                       errors: [.init(pointer: "/params", detail: "is over \(limit) bytes")])
+    }
+
+    static func tooManyStreams(limit: Int) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "too-many-streams", title: "Too many event streams", status: .tooManyRequests,
+                       detail: "this client already has \(limit) event streams open; close one first", retryAfterSeconds: 5)
+    }
+
+    static func unauthorized(_ detail: String) -> ProblemDetails {
+        var problem = ProblemDetails(type: typeBase + "unauthorized", title: "Unauthorized", status: .unauthorized, detail: detail)
+        problem.challenge = #"Bearer realm="jobs""#
+        return problem
+    }
+
+    static func forbidden(needs scope: Scope, caller: Caller) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "forbidden", title: "Forbidden", status: .forbidden,
+                       detail: "the API key \(caller.keyName ?? "") lacks the \(scope.rawValue) scope this needs")
     }
 
     /// For plain HTTP errors (no such route, wrong method) `about:blank` is the

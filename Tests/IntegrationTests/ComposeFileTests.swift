@@ -156,6 +156,10 @@ private enum ComposeProject {
         process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = root
+        // The file requires an API key from the environment, as a real deployment must give one.
+        var environment = ProcessInfo.processInfo.environment
+        environment["JOBS_API_KEYS"] = "compose-test:read:0123456789abcdef"
+        process.environment = environment
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -43,6 +43,7 @@ enum RawHTTP {
     static func post(port: Int, path: String, json: String, progress: Progress = Progress()) async -> Outcome {
         let body = Array(json.utf8)
         let head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\n"
+            + "Authorization: Bearer \(TestKeys.adminToken)\r\n"
             + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let request = Array(head.utf8) + body
         return await withCheckedContinuation { continuation in

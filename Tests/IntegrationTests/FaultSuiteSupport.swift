@@ -83,7 +83,8 @@ final class FaultScenario: @unchecked Sendable {
 
     /// Starts a gateway on a free port and waits until it listens.
     func gateway(_ label: String, _ extra: [String] = []) async throws -> GatewayProcess {
-        let process = try ChildProcess("gateway", ["--brokers", brokers, "--port", "0", "--create-topics", "false"] + extra,
+        let process = try ChildProcess("gateway", ["--brokers", brokers, "--port", "0", "--create-topics", "false",
+                                                   "--api-key", TestKeys.admin] + extra,
                                        name: "\(name)-\(label)")
         children.withLock { $0.append(process) }
         let log = try await process.waitForLog("listening on", timeout: .seconds(30))

@@ -10,7 +10,7 @@ struct ProcessTests {
     func jobsSpreadOverTwoWorkers() async throws {
         let system = try TestCluster(partitions: 6)
         let brokers = system.cluster.bootstrapServers
-        let gateway = try ChildProcess("gateway", ["--brokers", brokers, "--port", "0", "--create-topics", "false"], name: "gateway")
+        let gateway = try ChildProcess("gateway", ["--brokers", brokers, "--port", "0", "--create-topics", "false", "--api-key", TestKeys.admin], name: "gateway")
         let workerA = try ChildProcess("worker", ["--brokers", brokers, "--worker-id", "worker-a", "--concurrency", "16"], name: "worker-a")
         try await workerA.waitForLog("ready for assigned partitions")
         // The second member's join moves half the partitions; wait until it owns them.

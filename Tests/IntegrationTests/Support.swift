@@ -30,7 +30,7 @@ struct TestCluster {
         _ body: @escaping @Sendable (GatewayClient) async throws -> Void
     ) async throws {
         var configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
-                                                 jobTypes: registry.descriptors)
+                                                 jobTypes: registry.descriptors, authentication: .disabled)
         configure(&configuration)
         var services: [any Service] = []
         if worker {
@@ -121,15 +121,20 @@ struct ProblemBody: Decodable {
 /// separate gateway process.
 struct GatewayClient: Sendable {
     private let send: @Sendable (String, HTTPRequest.Method, HTTPFields, ByteBuffer?) async throws -> HTTPReply
+    /// Sent as `Authorization` unless a request sets its own.
+    var authorization: String?
 
-    init(_ client: any TestClientProtocol) {
+    init(_ client: any TestClientProtocol, authorization: String? = nil) {
+        self.authorization = authorization
         send = { uri, method, headers, body in
             let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: body)
             return HTTPReply(status: response.status, headers: response.headers, body: response.body)
         }
     }
 
-    init(_ client: TestClient) {
+    /// For a gateway process, which the tests start with ``TestKeys/admin``.
+    init(_ client: TestClient, authorization: String? = "Bearer \(TestKeys.adminToken)") {
+        self.authorization = authorization
         send = { uri, method, headers, body in
             let response = try await client.execute(TestClient.Request(uri, method: method, authority: "localhost", headers: headers, body: body))
             return HTTPReply(status: response.status, headers: response.headers, body: response.body ?? ByteBuffer())
@@ -139,6 +144,7 @@ struct GatewayClient: Sendable {
     func request(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = [:]) async throws -> HTTPReply {
         var headers = headers
         if json != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
+        if let authorization, headers[.authorization] == nil { headers[.authorization] = authorization }
         return try await send(uri, method, headers, json.map { ByteBuffer(string: $0) })
     }
 
@@ -176,4 +182,11 @@ extension Logger {
         logger.logLevel = .warning
         return logger
     }
+}
+
+/// The API key every gateway process in the tests is started with.
+enum TestKeys {
+    static let adminToken = "test-admin-token-0123456789"
+    /// The `--api-key` value.
+    static let admin = "tests:admin:\(adminToken)"
 }

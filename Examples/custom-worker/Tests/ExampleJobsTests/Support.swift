@@ -49,7 +49,7 @@ struct ExampleHarness {
             configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "example-test-worker", concurrency: 4),
             registry: registry, logger: .quiet
         )
-        let app = try buildGateway(configuration: GatewayConfiguration(kafka: kafka, topics: topics),
+        let app = try buildGateway(configuration: GatewayConfiguration(kafka: kafka, topics: topics, authentication: .disabled),
                                    extraServices: [worker], logger: .quiet)
         try await app.test(.live) { client in
             let gateway = GatewayClient(client: client)

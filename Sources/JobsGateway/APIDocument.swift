@@ -1,0 +1,65 @@
+import Foundation
+import JobsCore
+import Yams
+
+/// The OpenAPI 3.1 document the gateway serves.
+///
+/// The routes, bodies and problems are written once in `Resources/openapi.yaml`
+/// (and tests hold them to ``Endpoint`` and the server's answers). Job types
+/// come and go with the workers, so the request body's schema is filled in per
+/// request: one alternative per known type, with that type's params schema.
+public struct APIDocument: Sendable {
+    /// The document as written, before the job types are filled in.
+    public let base: JSONValue
+
+    public init() throws {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml") else {
+            throw APIDocumentError.missing
+        }
+        base = try YAMLDecoder().decode(JSONValue.self, from: String(contentsOf: url, encoding: .utf8))
+    }
+
+    /// The document with `SubmitJobRequest` describing exactly these types.
+    public func document(jobTypes: [JobTypeDescriptor], authentication: Authentication) -> JSONValue {
+        guard case .object(var root) = base,
+              case .object(var components) = root["components"],
+              case .object(var schemas) = components["schemas"],
+              case .object(let generic) = schemas["SubmitJobRequest"],
+              case .object(let options) = generic["properties"] else { return base }
+        let alternatives: [JSONValue] = jobTypes.sorted { $0.name < $1.name }.map { type in
+            var properties = options
+            properties["type"] = ["const": .string(type.name)]
+            properties["params"] = type.params.jsonSchema
+            var alternative = generic
+            alternative["title"] = .string(type.name)
+            alternative["description"] = .string(type.summary)
+            alternative["properties"] = .object(properties)
+            return .object(alternative)
+        }
+        schemas["SubmitJobRequest"] = [
+            "description": "A job of one of the types the gateway knows now; `type` selects the params schema.",
+            "oneOf": .array(alternatives),
+        ]
+        components["schemas"] = .object(schemas)
+        root["components"] = .object(components)
+        if case .disabled = authentication { root["security"] = [] }
+        return .object(root)
+    }
+
+    public static func json(_ document: JSONValue) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(document))
+    }
+
+    public static func yaml(_ document: JSONValue) throws -> String {
+        let encoder = YAMLEncoder()
+        encoder.options.sortKeys = true
+        return try encoder.encode(document)
+    }
+}
+
+enum APIDocumentError: Error, CustomStringConvertible {
+    case missing
+    var description: String { "openapi.yaml is missing from the gateway's resources" }
+}

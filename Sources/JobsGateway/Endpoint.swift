@@ -1,0 +1,56 @@
+import HTTPTypes
+
+/// Every route of the API, with who may call it: the one table that routing,
+/// authorization and the OpenAPI document are checked against (each case is
+/// the document's `operationId`).
+public enum Endpoint: String, CaseIterable, Sendable {
+    case submitJob, listJobs, getJob, cancelJob, streamJobEvents, streamEvents
+    case listJobTypes, listWorkers, whoami, metrics
+    case health, ready, openAPIJSON, openAPIYAML
+
+    /// Who may call an endpoint.
+    public enum Access: Sendable, Equatable {
+        /// Anyone: probes, and the API's own description.
+        case open
+        /// Any valid key.
+        case anyKey
+        /// A key with this scope (or `admin`).
+        case scope(Scope)
+    }
+
+    public var method: HTTPRequest.Method {
+        switch self {
+        case .submitJob, .cancelJob: .post
+        default: .get
+        }
+    }
+
+    public var path: String {
+        switch self {
+        case .submitJob, .listJobs: "/jobs"
+        case .getJob: "/jobs/{id}"
+        case .cancelJob: "/jobs/{id}/cancel"
+        case .streamJobEvents: "/jobs/{id}/events"
+        case .streamEvents: "/events"
+        case .listJobTypes: "/job-types"
+        case .listWorkers: "/workers"
+        case .whoami: "/whoami"
+        case .metrics: "/metrics"
+        case .health: "/health"
+        case .ready: "/ready"
+        case .openAPIJSON: "/openapi.json"
+        case .openAPIYAML: "/openapi.yaml"
+        }
+    }
+
+    public var access: Access {
+        switch self {
+        case .submitJob: .scope(.submit)
+        case .cancelJob: .scope(.cancel)
+        case .listJobs, .getJob, .streamJobEvents, .streamEvents, .listJobTypes, .listWorkers: .scope(.read)
+        case .metrics: .scope(.admin)
+        case .whoami: .anyKey
+        case .health, .ready, .openAPIJSON, .openAPIYAML: .open
+        }
+    }
+}

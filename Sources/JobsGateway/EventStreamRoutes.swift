@@ -1,0 +1,197 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JobsCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// Server-Sent Events: one job's changes until it ends, or every job's changes.
+///
+/// Event ids are view positions (``ChangePosition``). A client that reconnects
+/// with `Last-Event-ID` is sent the current state of whatever changed while it
+/// was away, then live changes: snapshots are whole states, so the latest of
+/// each job is all it missed.
+struct EventStreamRoutes: Sendable {
+    let view: JobView
+    let limiter: StreamLimiter
+    let configuration: GatewayConfiguration
+    let logger: Logger
+
+    /// `GET /jobs/{id}/events`: the current snapshot, each change, closed after the terminal one.
+    @Sendable func jobEvents(request: Request, context: GatewayRequestContext) async throws -> Response {
+        let id = JobID(rawValue: try context.parameters.require("id"))
+        guard await view.snapshot(id, catchUpTimeout: configuration.catchUpTimeout) != nil else {
+            throw ProblemDetails.jobNotFound(id.rawValue)
+        }
+        let resumeFrom = request.headers[.lastEventID].flatMap(ChangePosition.init)
+        let lease = try limiter.acquire(for: context.clientIdentity)
+        let subscription = view.subscribe { $0.id == id }
+        // Subscribed before reading the state, so no change falls between the two.
+        guard let current = view.currentChange(of: id) else {
+            lease.release()
+            throw ProblemDetails.jobNotFound(id.rawValue)
+        }
+        let alreadySeen = resumeFrom.map { $0.epoch == current.position.epoch && $0.sequence >= current.position.sequence } ?? false
+        return eventStream(subscription: subscription, lease: lease) { write in
+            var through = current.position.sequence
+            if !alreadySeen { try await write(.job(current)) }
+            if current.snapshot.status.isTerminal { return }
+            for await item in subscription.items {
+                switch item {
+                case .keepAlive:
+                    try await write(.keepAlive)
+                case .change(let change):
+                    guard change.position.sequence > through else { continue }
+                    through = change.position.sequence
+                    try await write(.job(change))
+                    if change.snapshot.status.isTerminal { return }
+                }
+            }
+        }
+    }
+
+    /// `GET /events`: changes of every job the filter accepts, until the client leaves.
+    @Sendable func allEvents(request: Request, context: GatewayRequestContext) async throws -> Response {
+        let query = try QueryParameters(request.uri.queryParameters, allowed: ["status", "type"])
+        let filter = JobFilter(statuses: try query.statuses(), types: Set(query.all("type")))
+        let resumeFrom = request.headers[.lastEventID].map { ChangePosition($0) }
+        let lease = try limiter.acquire(for: context.clientIdentity)
+        let subscription = view.subscribe(matching: filter.matches)
+        // A header that names no position of this view still means "I was here before": reset.
+        let missed: (changes: [JobChange]?, through: UInt64)? = resumeFrom.map { position in
+            position.map { view.changes(since: $0, matching: filter, limit: configuration.maxResumeJobs) } ?? (nil, 0)
+        }
+        return eventStream(subscription: subscription, lease: lease) { write in
+            var through: UInt64 = 0
+            if let missed {
+                if let changes = missed.changes {
+                    for change in changes { try await write(.job(change)) }
+                } else {
+                    try await write(.reset)
+                }
+                through = missed.through
+            }
+            for await item in subscription.items {
+                switch item {
+                case .keepAlive:
+                    try await write(.keepAlive)
+                case .change(let change):
+                    guard change.position.sequence > through else { continue }
+                    try await write(.job(change))
+                }
+            }
+        }
+    }
+
+    /// A `text/event-stream` response that runs `body` with a frame writer, sends
+    /// keep-alives while idle, and ends when the client leaves, the stream's
+    /// feed ends (the client fell too far behind), or the gateway shuts down.
+    private func eventStream(
+        subscription: JobChangeFeed.Subscription, lease: StreamLimiter.Lease,
+        _ body: @escaping @Sendable (_ write: (ServerSentEvent) async throws -> Void) async throws -> Void
+    ) -> Response {
+        let keepAliveInterval = configuration.streamKeepAliveInterval
+        let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"]
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            defer {
+                subscription.continuation.finish()
+                lease.release()
+            }
+            let keepAlive = Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: keepAliveInterval)
+                    subscription.keepAlive()
+                }
+            }
+            defer { keepAlive.cancel() }
+            try await writer.write(ServerSentEvent.retry(milliseconds: 1000).frame)
+            // Ending the feed ends the stream, so a graceful shutdown doesn't wait on it.
+            try await withGracefulShutdownHandler {
+                try await body { event in try await writer.write(event.frame) }
+            } onGracefulShutdown: {
+                subscription.continuation.finish()
+            }
+            try await writer.finish(nil)
+        })
+    }
+}
+
+/// One frame of an event stream.
+enum ServerSentEvent {
+    case job(JobChange)
+    /// The resume point is unknown or too far back: list again, then follow.
+    case reset
+    case keepAlive
+    case retry(milliseconds: Int)
+
+    var frame: ByteBuffer {
+        switch self {
+        case .job(let change):
+            // JSON never holds a raw newline, so the snapshot is one `data:` line.
+            let data = (try? WireFormat.encode(change.snapshot)) ?? Array("{}".utf8)
+            var buffer = ByteBuffer(string: "id: \(change.position)\nevent: job\ndata: ")
+            buffer.writeBytes(data)
+            buffer.writeString("\n\n")
+            return buffer
+        case .reset:
+            return ByteBuffer(string: "event: reset\ndata: {}\n\n")
+        case .keepAlive:
+            return ByteBuffer(string: ": keep-alive\n\n")
+        case .retry(let milliseconds):
+            return ByteBuffer(string: "retry: \(milliseconds)\n\n")
+        }
+    }
+}
+
+/// Counts open event streams per client, so one client can't hold every
+/// connection the gateway has.
+final class StreamLimiter: Sendable {
+    private let open = Mutex<[String: Int]>([:])
+    let limit: Int
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func acquire(for client: String) throws(ProblemDetails) -> Lease {
+        let granted = open.withLock { open in
+            guard open[client, default: 0] < limit else { return false }
+            open[client, default: 0] += 1
+            return true
+        }
+        guard granted else { throw ProblemDetails.tooManyStreams(limit: limit) }
+        return Lease(limiter: self, client: client)
+    }
+
+    fileprivate func release(_ client: String) {
+        open.withLock { open in
+            open[client, default: 1] -= 1
+            if open[client] == 0 { open.removeValue(forKey: client) }
+        }
+    }
+
+    /// One open stream; released exactly once.
+    final class Lease: Sendable {
+        private let limiter: StreamLimiter
+        private let client: String
+        private let released = Mutex(false)
+
+        fileprivate init(limiter: StreamLimiter, client: String) {
+            self.limiter = limiter
+            self.client = client
+        }
+
+        func release() {
+            guard released.withLock({ released in defer { released = true }; return !released }) else { return }
+            limiter.release(client)
+        }
+
+        deinit { release() }
+    }
+}
+
+extension HTTPField.Name {
+    static let lastEventID = HTTPField.Name("Last-Event-ID")!
+}

@@ -1,0 +1,117 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JobsCore
+import Logging
+import NIOCore
+
+/// The whole HTTP surface: every ``Endpoint`` routed to its handler behind its
+/// access check, the OpenAPI document, and the dashboard's files.
+struct GatewayAPI: Sendable {
+    typealias Handler = @Sendable (Request, GatewayRequestContext) async throws -> Response
+
+    let jobs: JobRoutes
+    let events: EventStreamRoutes
+    let document: APIDocument
+    let metrics: GatewayMetrics
+    let authentication: Authentication
+
+    func register(on router: Router<GatewayRequestContext>) {
+        for endpoint in Endpoint.allCases {
+            router.on(RouterPath(endpoint.path), method: endpoint.method, use: guarded(endpoint.access, handler(for: endpoint)))
+        }
+    }
+
+    private func handler(for endpoint: Endpoint) -> Handler {
+        switch endpoint {
+        case .submitJob: jobs.submit
+        case .listJobs: jobs.list
+        case .getJob: jobs.read
+        case .cancelJob: jobs.cancel
+        case .streamJobEvents: events.jobEvents
+        case .streamEvents: events.allEvents
+        case .listJobTypes: jobs.listJobTypes
+        case .listWorkers: jobs.listWorkers
+        case .whoami: whoami
+        case .metrics: exposition
+        case .health: jobs.health
+        case .ready: jobs.readiness
+        case .openAPIJSON: openAPIJSON
+        case .openAPIYAML: openAPIYAML
+        }
+    }
+
+    /// Runs `handler` only for a caller `access` admits: 401 without a valid
+    /// key, 403 with one that lacks the scope.
+    private func guarded(_ access: Endpoint.Access, _ handler: @escaping Handler) -> Handler {
+        if access == .open { return handler }
+        let authentication = authentication
+        return { request, context in
+            guard let caller = authentication.caller(authorization: request.headers[.authorization]) else {
+                throw ProblemDetails.unauthorized(request.headers[.authorization] == nil
+                    ? "send an API key as Authorization: Bearer <key>"
+                    : "the API key is not valid")
+            }
+            if case .scope(let scope) = access, !caller.allows(scope) {
+                throw ProblemDetails.forbidden(needs: scope, caller: caller)
+            }
+            var context = context
+            context.caller = caller
+            return try await handler(request, context)
+        }
+    }
+
+    @Sendable func whoami(request: Request, context: GatewayRequestContext) async throws -> Response {
+        let caller = context.caller ?? .anonymous
+        let authentication = if case .disabled = self.authentication { "disabled" } else { "api-key" }
+        return try jsonResponse(.ok, Whoami(authentication: authentication, name: caller.keyName,
+                                            scopes: caller.scopes.sorted().map(\.rawValue)))
+    }
+
+    @Sendable func exposition(request: Request, context: GatewayRequestContext) async throws -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
+    }
+
+    @Sendable func openAPIJSON(request: Request, context: GatewayRequestContext) async throws -> Response {
+        let body = try APIDocument.json(document.document(jobTypes: Array(jobs.jobTypes.values), authentication: authentication))
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    @Sendable func openAPIYAML(request: Request, context: GatewayRequestContext) async throws -> Response {
+        let body = try APIDocument.yaml(document.document(jobTypes: Array(jobs.jobTypes.values), authentication: authentication))
+        return Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+struct Whoami: Encodable {
+    let authentication: String
+    let name: String?
+    let scopes: [String]
+}
+
+/// CORS for the configured origins only: a request from any other origin gets
+/// no CORS headers, so browsers keep other sites' pages from calling the API.
+struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let origins: Set<String>
+    let cors = CORSMiddleware<Context>(
+        allowOrigin: .originBased,
+        allowHeaders: [.accept, .authorization, .contentType, .idempotencyKey, .lastEventID],
+        allowMethods: [.get, .post, .head, .options],
+        exposedHeaders: ["Location", "Retry-After", "WWW-Authenticate"],
+        maxAge: .seconds(600)
+    )
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let origin = request.headers[.origin], origins.contains(origin) else {
+            return try await next(request, context)
+        }
+        return try await cors.handle(request, context: context, next: next)
+    }
+}
+
+/// The dashboard's folder: the packaged copy, or the configured one.
+func dashboardDirectory(_ configured: String?) -> String? {
+    configured ?? Bundle.module.url(forResource: "dashboard", withExtension: nil)?.path
+}

@@ -1,0 +1,22 @@
+import Hummingbird
+import NIOCore
+
+/// The gateway's per-request context: who is calling (set once the route's scope
+/// is checked) and from where, which is what per-client limits count by.
+public struct GatewayRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+    /// Set by the route's scope check before its handler runs.
+    public var caller: Caller?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// What per-client limits count by: the key when there is one, else the address.
+    var clientIdentity: String {
+        if let name = caller?.keyName { return "key:\(name)" }
+        return "address:\(remoteAddress?.ipAddress ?? "unknown")"
+    }
+}
