@@ -17,7 +17,7 @@
   const PAGE_SIZE = 50;
   const RECONNECT_MS = 1000;
   const STREAM_IDLE_MS = 75000; // no byte (not even a keep-alive) for this long: reconnect
-  const WORKERS_REFRESH_MS = 5000;
+  const WORKERS_REFRESH_MS = 2000; // workers send a heartbeat every 2 s
 
   const $ = (id) => document.getElementById(id);
 
@@ -458,8 +458,10 @@
 
   // ------------------------------------------------------------------ auth
 
-  function showAuth({ message, error, dismissable }) {
+  function showAuth({ title = 'API key required', message, error, dismissable }) {
     const overlay = $('auth-overlay');
+    $('auth-title').textContent = title;
+    overlay.dataset.dismissable = String(Boolean(dismissable));
     $('auth-message').textContent = message;
     const errorNode = $('api-key-error');
     errorNode.textContent = error || '';
@@ -529,6 +531,7 @@
     state.scopes = new Set(disabled ? ['admin'] : (identity.scopes || []));
     document.body.dataset.auth = disabled ? 'disabled' : 'ok';
     document.body.dataset.scopes = [...state.scopes].join(' ');
+    document.body.dataset.canCancel = String(can('cancel'));
     const identityNode = $('identity');
     identityNode.replaceChildren();
     if (disabled) {
@@ -542,6 +545,7 @@
     }
     identityNode.hidden = false;
     $('change-key-button').hidden = disabled;
+    $('change-key-button').title = disabled ? '' : `Signed in as ${identity.name || 'API key'} (${[...state.scopes].sort().join(', ')}). Change the API key.`;
     $('submit-panel').hidden = !can('submit');
     $('new-job-button').hidden = !can('submit');
     for (const [id, snapshot] of state.jobs) updateRow(state.rows.get(id), snapshot);
@@ -591,6 +595,7 @@
     });
     $('change-key-button').addEventListener('click', () => {
       showAuth({
+        title: 'Change API key',
         message: 'Enter another API key. It replaces the one kept in this browser.',
         dismissable: true,
       });
@@ -689,9 +694,13 @@
     }
   }
 
+  // The stream is filtered by type only: with a status filter, the server
+  // would not send the change that takes a shown job out of that status (a
+  // running job that ends), and its row would stay stale. Statuses are
+  // filtered here instead (mergeSnapshot inserts only matching jobs).
   function subscribe() {
     state.stream?.stop();
-    const filters = filterParams();
+    const filters = { type: state.filters.type };
     const sub = openStream(() => `events${queryString(filters)}`, {
       onConnecting: (reconnecting) => setConnection('connecting', reconnecting ? 'Reconnecting…' : 'Connecting…'),
       onOpen: () => setConnection('live', 'Live'),
@@ -834,9 +843,15 @@
         bar.setAttribute('aria-valuetext', 'done');
         fill.style.width = '100%';
         textNode.textContent = '';
-      } else {
+      } else if (snapshot.status === 'queued') {
         bar.dataset.mode = 'empty';
-        bar.setAttribute('aria-valuetext', snapshot.status === 'queued' ? 'waiting' : 'not started');
+        bar.setAttribute('aria-valuetext', 'waiting');
+        fill.style.width = '0%';
+        textNode.textContent = '';
+      } else {
+        // Ended without reporting progress: nothing to show.
+        bar.dataset.mode = 'none';
+        bar.setAttribute('aria-valuetext', 'no progress reported');
         fill.style.width = '0%';
         textNode.textContent = '';
       }
@@ -1265,14 +1280,17 @@
   function bindSubmit() {
     $('submit-type').addEventListener('change', renderParamsFields);
     $('submit-form').addEventListener('submit', submitJob);
-    $('submit-form').addEventListener('input', (event) => {
+    const clearFieldError = (event) => {
       const field = event.target;
       if (field.getAttribute('aria-invalid') === 'true') {
         field.removeAttribute('aria-invalid');
         const errorNode = document.getElementById(`${field.id}-error`);
         if (errorNode) { errorNode.hidden = true; errorNode.textContent = ''; }
+        if (!$('submit-form').querySelector('[aria-invalid="true"]')) $('submit-error').hidden = true;
       }
-    });
+    };
+    $('submit-form').addEventListener('input', clearFieldError);
+    $('submit-form').addEventListener('change', clearFieldError);
     $('new-job-button').addEventListener('click', () => {
       $('submit-panel').scrollIntoView({ behavior: 'smooth', block: 'start' });
       $('submit-type').focus({ preventScroll: true });
@@ -1282,7 +1300,12 @@
   // -------------------------------------------------------------- workers
 
   async function refreshWorkers() {
-    if (!state.running) return;
+    if (!state.running || document.hidden || state.workersLoading) return;
+    state.workersLoading = true;
+    try { await loadWorkers(); } finally { state.workersLoading = false; }
+  }
+
+  async function loadWorkers() {
     let workers;
     try {
       workers = (await api('workers')).body?.workers || [];
@@ -1420,6 +1443,7 @@
     renderFlags(q('flags'), snapshot);
     updateCancelButton(drawer.querySelector('[data-action="cancel"]'), snapshot);
     renderProgress(q('progress'), q('progress-text'), snapshot);
+    drawer.querySelector('[data-section="progress"]').hidden = q('progress').dataset.mode === 'none';
     q('progress-message').textContent = snapshot.progress?.message || (snapshot.status === 'queued' ? 'Waiting for a worker' : '');
 
     const errorSection = drawer.querySelector('[data-section="error"]');
@@ -1542,7 +1566,12 @@
       if (action && state.detail) cancelJob(state.detail.id);
     });
     document.addEventListener('keydown', (event) => {
-      if (event.key === 'Escape' && !$('job-detail').hidden && $('auth-overlay').hidden) closeDetail();
+      if (event.key !== 'Escape') return;
+      if (!$('auth-overlay').hidden) {
+        if ($('auth-overlay').dataset.dismissable === 'true') hideAuth();
+      } else if (!$('job-detail').hidden) {
+        closeDetail();
+      }
     });
     window.addEventListener('hashchange', () => {
       if (!state.running) return;
