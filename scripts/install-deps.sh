@@ -4,6 +4,8 @@
 # docker-compose, with which the tests validate docker-compose.yml offline
 # (`docker-compose config`; no Docker engine is needed for that); and SQLite's
 # headers, for the example worker's database (Examples/custom-worker, GRDB).
+# For the dashboard's browser test (scripts/browser-test.sh): Chromium and its
+# chromedriver from Debian, and Selenium from PyPI (pip) when python3 lacks it.
 # Safe to run again; it does nothing when they are there.
 set -euo pipefail
 missing=()
@@ -16,10 +18,25 @@ fi
 if ! pkg-config --exists sqlite3 2>/dev/null; then
     missing+=(libsqlite3-dev)
 fi
-if [ "${#missing[@]}" -eq 0 ]; then
-    exit 0
+if [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
+fi
+if [ ! -x /usr/bin/chromedriver ]; then
+    missing+=(chromium-driver)
+fi
+if ! python3 -c 'import selenium' 2>/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
+    missing+=(python3-pip)
 fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-$sudo apt-get update
-$sudo apt-get install -y --no-install-recommends "${missing[@]}"
+if [ "${#missing[@]}" -gt 0 ]; then
+    $sudo apt-get update
+    $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+if ! python3 -c 'import selenium' 2>/dev/null; then
+    user=()
+    if [ "$(id -u)" -ne 0 ]; then user=(--user); fi
+    # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
+    python3 -m pip install --quiet "${user[@]}" selenium \
+        || python3 -m pip install --quiet "${user[@]}" --break-system-packages selenium
+fi
