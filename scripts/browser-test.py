@@ -124,6 +124,8 @@ class Run:
         url = self.args.base_url.rstrip("/") + "/"
         self.log(f"open {url}")
         self.driver.get(url)
+        if not self.driver.find_elements(By.ID, "api-key-input"):
+            raise Failure(f"{url} did not serve the dashboard (page title {self.driver.title!r})")
         # A marker that a reload would wipe: everything below must happen live.
         self.driver.execute_script("window.__browserTestMarker = 'no-reload';")
         state = self.wait("the dashboard to ask for an API key or to be ready", lambda d: (
@@ -263,7 +265,9 @@ class Run:
             entries = self.driver.get_log("browser")
         except WebDriverException:
             return
-        severe = [e for e in entries if e.get("level") == "SEVERE"]
+        # The first /whoami is refused (401) by design: that is what brings up the key prompt.
+        severe = [e for e in entries if e.get("level") == "SEVERE"
+                  and not ("/whoami" in e.get("message", "") and "401" in e.get("message", ""))]
         for entry in severe:
             self.log(f"browser console: {entry.get('message')}")
 

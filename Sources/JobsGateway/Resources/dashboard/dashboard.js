@@ -36,6 +36,7 @@
     stream: null,              // the /events subscription
     detail: null,              // { id, snapshot, stream }
     pendingCancels: new Set(),
+    touched: new Set(),
     workersTimer: null,
     tickTimer: null,
     lastFocus: null,
@@ -122,7 +123,7 @@
     if (minutes < 60) return `${minutes} min ago`;
     const hours = Math.floor(minutes / 60);
     if (hours < 24) return `${hours} h ago`;
-    return new Date(t).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    return new Date(t).toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false });
   }
 
   // "Nov 23, 16:40:00.120" in local time (the year too when it is not this one).
@@ -401,7 +402,13 @@
           sub.lastEventId = await readEventStream(pathFn(), {
             signal: controller.signal,
             lastEventId: sub.lastEventId,
-            onOpen: () => { sub.opened = true; handlers.onOpen?.(); },
+            onOpen: () => {
+              // A reconnect without an event id to resume from can't have the
+              // server replay what was missed: the handler must catch up itself.
+              const blind = sub.opened && !sub.lastEventId;
+              sub.opened = true;
+              handlers.onOpen?.({ blind });
+            },
             onEvent: (event) => {
               sub.lastEventId = event.lastEventId;
               handlers.onEvent(event);
@@ -499,7 +506,7 @@
       message: hadKey
         ? 'The gateway refused the saved API key. Enter a valid key to continue.'
         : 'This gateway requires an API key. It is kept in this browser\u2019s local storage and sent as a bearer token.',
-      error: hadKey ? (problem.detail || 'The API key was refused (401).') : '',
+      error: hadKey ? capitalize(problem.detail || 'The API key was refused (401).') : '',
       dismissable: false,
     });
   }
@@ -620,8 +627,9 @@
     state.running = false;
     state.stream?.stop();
     state.stream = null;
+    // The open detail (if any) stays on screen; startApp reopens it from the URL.
     state.detail?.stream?.stop();
-    if (state.detail) state.detail.stream = null;
+    state.detail = null;
     clearInterval(state.workersTimer);
     clearInterval(state.tickTimer);
     state.listGeneration++;
@@ -643,7 +651,7 @@
 
   async function relist({ clear }) {
     const generation = ++state.listGeneration;
-    const startedAt = Date.now();
+    state.touched = new Set(); // jobs the stream changed since this re-list began
     if (clear) {
       state.jobs.clear();
       state.rows.clear();
@@ -660,7 +668,7 @@
         // A reset: drop rows the fresh list no longer has, unless the stream
         // changed them since this re-list began.
         for (const [id, snapshot] of state.jobs) {
-          if (!listed.has(id) && parseTime(snapshot.updatedAt) < startedAt - 5000) removeRow(id);
+          if (!listed.has(id) && !state.touched.has(id)) removeRow(id);
         }
       }
       for (const snapshot of body.jobs) mergeSnapshot(snapshot, 'list');
@@ -703,7 +711,10 @@
     const filters = { type: state.filters.type };
     const sub = openStream(() => `events${queryString(filters)}`, {
       onConnecting: (reconnecting) => setConnection('connecting', reconnecting ? 'Reconnecting…' : 'Connecting…'),
-      onOpen: () => setConnection('live', 'Live'),
+      onOpen: ({ blind }) => {
+        setConnection('live', 'Live');
+        if (blind && sub === state.stream) relist({ clear: false });
+      },
       onDisconnect: (error) => {
         if (error instanceof ApiError && error.status === 403) {
           setConnection('error', 'No live updates');
@@ -736,6 +747,7 @@
   // Puts a snapshot into the list: replaces the row of the same job unless it
   // is older, or inserts a new row in createdAt order when it belongs there.
   function mergeSnapshot(snapshot, source) {
+    if (source !== 'list') state.touched.add(snapshot.id);
     const current = state.jobs.get(snapshot.id);
     if (current) {
       if (isStale(snapshot, current)) return;
@@ -1030,9 +1042,9 @@
       else parts.push(kind);
     }
     if (property.type === 'string') {
-      parts.push(Array.isArray(property.enum) ? 'one of' : 'text');
+      if (!Array.isArray(property.enum)) parts.push('text');
       if (property.maxLength !== undefined) parts.push(`≤ ${formatNumber(property.maxLength)} chars`);
-      if (property.pattern) parts.push(`/${property.pattern}/`);
+      if (property.pattern) parts.push(`matches ${property.pattern}`);
     }
     if (property.type === 'boolean') parts.push('true / false');
     return parts.join(' · ');
@@ -1048,7 +1060,8 @@
     const properties = schema.properties || {};
     const required = new Set(schema.required || []);
     const names = Object.keys(properties);
-    names.sort((a, b) => Number(required.has(b)) - Number(required.has(a)));
+    // Required first, then by name: a JSON object's key order is not reliable.
+    names.sort((a, b) => (Number(required.has(b)) - Number(required.has(a))) || a.localeCompare(b));
     $('submit-params').hidden = !jobType;
     if (!names.length) {
       container.append(el('p', { class: 'hint no-params' }, 'This job type takes no parameters.'));
@@ -1065,7 +1078,7 @@
     const label = el('div', { class: 'field-label' },
       el('label', { for: id }, name,
         isRequired ? el('span', { class: 'required', 'aria-hidden': 'true' }, ' *') : null),
-      constraints ? el('span', { class: 'constraint', id: `${id}-constraint` }, constraints) : null);
+      constraints ? el('span', { class: 'constraint', id: `${id}-constraint`, title: constraints }, constraints) : null);
     const common = {
       id, name: id, 'data-param': name, 'data-kind': property.type,
       'aria-describedby': `${constraints ? `${id}-constraint ` : ''}${hintID} ${errorID}`, required: isRequired || undefined,
