@@ -114,6 +114,8 @@ let package = Package(
             dependencies: [
                 "JobsGateway", "JobsWorker", "KafkaClient", "JobsCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
     ],

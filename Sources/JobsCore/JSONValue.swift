@@ -13,6 +13,11 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// An object's member, or `nil` when there is none or this is not an object.
+    public subscript(key: String) -> JSONValue? {
+        objectValue?[key]
+    }
+
     /// The elements of an array, or `nil` for any other value.
     public var arrayValue: [JSONValue]? {
         if case .array(let elements) = self { return elements }

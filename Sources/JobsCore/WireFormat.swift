@@ -7,7 +7,7 @@ public enum WireFormat {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(timestamp(date))
+            try container.encode(timestampText(date))
         }
         return encoder
     }
@@ -38,7 +38,7 @@ public enum WireFormat {
     /// The milliseconds are written by hand: `ISO8601FormatStyle` truncates the
     /// fraction, and a time such as .123 s is held as .12299999… in a `Date`, so
     /// half of all decoded times would be re-encoded one millisecond earlier.
-    private static func timestamp(_ date: Date) -> String {
+    public static func timestampText(_ date: Date) -> String {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
         var (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
         if fraction < 0 { seconds -= 1; fraction += 1000 }

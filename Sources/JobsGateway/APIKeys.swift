@@ -33,6 +33,12 @@ public struct APIKey: Sendable, Equatable {
         scopes.contains(.admin) || scopes.contains(scope)
     }
 
+    /// The token's digest in hex: configure `NAME:SCOPES:sha256:<this>` to keep
+    /// the token itself out of the configuration.
+    public var digestHex: String {
+        digest.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
     /// Parses `NAME:SCOPES:SECRET`, the form of `--api-key` and `JOBS_API_KEYS`:
     /// scopes joined by `+` (`read+submit`), and the secret either the token
     /// itself or `sha256:<64 hex digits>` of it.

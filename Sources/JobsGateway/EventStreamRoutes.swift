@@ -34,7 +34,7 @@ struct EventStreamRoutes: Sendable {
             throw ProblemDetails.jobNotFound(id.rawValue)
         }
         let alreadySeen = resumeFrom.map { $0.epoch == current.position.epoch && $0.sequence >= current.position.sequence } ?? false
-        return eventStream(subscription: subscription, lease: lease) { write in
+        return eventStream(request, subscription: subscription, lease: lease) { write in
             var through = current.position.sequence
             if !alreadySeen { try await write(.job(current)) }
             if current.snapshot.status.isTerminal { return }
@@ -63,7 +63,7 @@ struct EventStreamRoutes: Sendable {
         let missed: (changes: [JobChange]?, through: UInt64)? = resumeFrom.map { position in
             position.map { view.changes(since: $0, matching: filter, limit: configuration.maxResumeJobs) } ?? (nil, 0)
         }
-        return eventStream(subscription: subscription, lease: lease) { write in
+        return eventStream(request, subscription: subscription, lease: lease) { write in
             var through: UInt64 = 0
             if let missed {
                 if let changes = missed.changes {
@@ -89,7 +89,7 @@ struct EventStreamRoutes: Sendable {
     /// keep-alives while idle, and ends when the client leaves, the stream's
     /// feed ends (the client fell too far behind), or the gateway shuts down.
     private func eventStream(
-        subscription: JobChangeFeed.Subscription, lease: StreamLimiter.Lease,
+        _ request: Request, subscription: JobChangeFeed.Subscription, lease: StreamLimiter.Lease,
         _ body: @escaping @Sendable (_ write: (ServerSentEvent) async throws -> Void) async throws -> Void
     ) -> Response {
         let keepAliveInterval = configuration.streamKeepAliveInterval
@@ -107,13 +107,18 @@ struct EventStreamRoutes: Sendable {
             }
             defer { keepAlive.cancel() }
             try await writer.write(ServerSentEvent.retry(milliseconds: 1000).frame)
-            // Ending the feed ends the stream, so a graceful shutdown doesn't wait on it.
-            try await withGracefulShutdownHandler {
-                try await body { event in try await writer.write(event.frame) }
-            } onGracefulShutdown: {
+            // Ending the feed ends the stream: when the client leaves (not only at the
+            // next write, which may be a keep-alive away) and at a graceful shutdown.
+            try await request.body.consumeWithInboundCloseHandler { _ in
+                try await withGracefulShutdownHandler {
+                    try await body { event in try await writer.write(event.frame) }
+                } onGracefulShutdown: {
+                    subscription.continuation.finish()
+                }
+                try await writer.finish(nil)
+            } onInboundClosed: {
                 subscription.continuation.finish()
             }
-            try await writer.finish(nil)
         })
     }
 }

@@ -99,7 +99,7 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
         allowOrigin: .originBased,
         allowHeaders: [.accept, .authorization, .contentType, .idempotencyKey, .lastEventID],
         allowMethods: [.get, .post, .head, .options],
-        exposedHeaders: ["Location", "Retry-After", "WWW-Authenticate"],
+        exposedHeaders: corsExposedHeaders,
         maxAge: .seconds(600)
     )
 
@@ -107,9 +107,16 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
         guard let origin = request.headers[.origin], origins.contains(origin) else {
             return try await next(request, context)
         }
-        return try await cors.handle(request, context: context, next: next)
+        var response = try await cors.handle(request, context: context, next: next)
+        // Hummingbird's middleware names them on preflight answers only; browsers
+        // need them on the real response to let a page read these headers.
+        if request.method != .options { response.headers[.accessControlExposeHeaders] = corsExposedHeaders.joined(separator: ", ") }
+        return response
     }
 }
+
+/// Response headers a cross-origin page may read.
+private let corsExposedHeaders = ["Location", "Retry-After", "WWW-Authenticate"]
 
 /// The dashboard's folder: the packaged copy, or the configured one.
 func dashboardDirectory(_ configured: String?) -> String? {

@@ -29,6 +29,16 @@ struct TestCluster {
         workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (GatewayClient) async throws -> Void
     ) async throws {
+        try await withGatewayReturning(worker: worker, registry: registry, commandTimeout: commandTimeout,
+                                       workerConcurrency: workerConcurrency, configure: configure, body)
+    }
+
+    /// ``withGateway`` for a body with a result.
+    func withGatewayReturning<Value: Sendable>(
+        worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
+        workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: @escaping @Sendable (GatewayClient) async throws -> Value
+    ) async throws -> Value {
         var configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
                                                  jobTypes: registry.descriptors, authentication: .disabled)
         configure(&configuration)
@@ -41,7 +51,7 @@ struct TestCluster {
             ))
         }
         let app = try buildGateway(configuration: configuration, extraServices: services, logger: .quiet)
-        try await app.test(.live) { client in
+        return try await app.test(.live) { client in
             try await body(GatewayClient(client))
         }
     }
@@ -124,8 +134,12 @@ struct GatewayClient: Sendable {
     /// Sent as `Authorization` unless a request sets its own.
     var authorization: String?
 
+    /// The live server's port, for clients other than this one (event streams).
+    let port: Int?
+
     init(_ client: any TestClientProtocol, authorization: String? = nil) {
         self.authorization = authorization
+        self.port = client.port
         send = { uri, method, headers, body in
             let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: body)
             return HTTPReply(status: response.status, headers: response.headers, body: response.body)
@@ -135,6 +149,7 @@ struct GatewayClient: Sendable {
     /// For a gateway process, which the tests start with ``TestKeys/admin``.
     init(_ client: TestClient, authorization: String? = "Bearer \(TestKeys.adminToken)") {
         self.authorization = authorization
+        self.port = nil
         send = { uri, method, headers, body in
             let response = try await client.execute(TestClient.Request(uri, method: method, authority: "localhost", headers: headers, body: body))
             return HTTPReply(status: response.status, headers: response.headers, body: response.body ?? ByteBuffer())

@@ -1,0 +1,92 @@
+import Foundation
+import JobsCore
+import JobsGateway
+import Testing
+import Yams
+
+@Suite("The OpenAPI document matches the server")
+struct APIDocumentTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let methods = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    @Test("its operations are exactly the routes, with the same methods, paths and access rules")
+    func operationsAreTheRoutes() throws {
+        let document = try APIDocument().base
+        var documented: [String: (method: String, path: String, access: Endpoint.Access)] = [:]
+        for (path, item) in try #require(document["paths"]?.objectValue) {
+            for (method, operation) in try #require(item.objectValue) where Self.methods.contains(method) {
+                let id = try #require(operation["operationId"]?.stringValue, "\(method) \(path) has no operationId")
+                let access: Endpoint.Access
+                if let scope = operation["x-required-scope"]?.stringValue {
+                    access = .scope(try #require(Scope(rawValue: scope)))
+                } else if operation["security"] == .array([]) {
+                    access = .open
+                } else {
+                    access = .anyKey
+                }
+                #expect(documented[id] == nil, "operationId \(id) is used twice")
+                documented[id] = (method, path, access)
+            }
+        }
+        #expect(Set(documented.keys) == Set(Endpoint.allCases.map(\.rawValue)))
+        for endpoint in Endpoint.allCases {
+            let entry = try #require(documented[endpoint.rawValue], "\(endpoint) is not in the document")
+            #expect(entry.method == endpoint.method.rawValue.lowercased(), "\(endpoint)")
+            #expect(entry.path == endpoint.path, "\(endpoint)")
+            #expect(entry.access == endpoint.access, "\(endpoint)")
+        }
+    }
+
+    @Test("its problem types are exactly those the gateway answers with")
+    func problemTypes() throws {
+        let source = try String(contentsOf: Self.root.appendingPathComponent("Sources/JobsGateway/ProblemDetails.swift"), encoding: .utf8)
+        let answered = Set(source.matches(of: /typeBase \+ "([a-z-]+)"/).map { "/problems/" + $0.1 }).union(["about:blank"])
+        let document = try APIDocument().base
+        let listed = document["components"]?["schemas"]?["Problem"]?["properties"]?["type"]?["enum"]?.arrayValue?.compactMap(\.stringValue)
+        #expect(Set(try #require(listed)) == answered)
+    }
+
+    @Test("its JobSnapshot has the properties and required fields of schemas/job-snapshot.schema.json")
+    func snapshotSchemaAgrees() throws {
+        let file = try Data(contentsOf: Self.root.appendingPathComponent("schemas/job-snapshot.schema.json"))
+        let canonical = try JSONDecoder().decode(JSONValue.self, from: file)
+        let documented = try #require(try APIDocument().base["components"]?["schemas"]?["JobSnapshot"])
+        #expect(Set(documented["properties"]?.objectValue?.keys ?? [:].keys) == Set(canonical["properties"]?.objectValue?.keys ?? [:].keys))
+        #expect(Set(documented["required"]?.arrayValue ?? []) == Set(canonical["required"]?.arrayValue ?? []))
+    }
+
+    @Test("served, it describes each job type's params, and its JSON and YAML forms agree")
+    func servedDocument() async throws {
+        let echo = JobTypeDescriptor(name: "echo", summary: "Echoes.", params: ParamsSchema([.init("text", .string(maxLength: 10), required: true)]))
+        try await TestCluster().withGateway(worker: false, configure: { $0.jobTypes.append(echo) }) { client in
+            let json = try await client.request(.get, "/openapi.json")
+            #expect(json.status == .ok)
+            #expect(json.headers[.contentType] == "application/json")
+            let document = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: json.body))
+            #expect(document["openapi"] == "3.1.0")
+            let alternatives = try #require(document["components"]?["schemas"]?["SubmitJobRequest"]?["oneOf"]?.arrayValue)
+            #expect(alternatives.compactMap { $0["properties"]?["type"]?["const"]?.stringValue } == ["echo", "noop", "sleep"])
+            #expect(alternatives[0]["properties"]?["params"] == echo.params.jsonSchema)
+            #expect(document["security"] == .array([]), "authentication is off in this gateway, and the document says so")
+
+            let yaml = try await client.request(.get, "/openapi.yaml")
+            #expect(yaml.headers[.contentType]?.hasPrefix("application/yaml") == true)
+            #expect(try YAMLDecoder().decode(JSONValue.self, from: yaml.text) == document)
+        }
+    }
+
+    @Test("the dashboard is served at /, from the package's resources")
+    func dashboard() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let page = try await client.request(.get, "/")
+            #expect(page.status == .ok)
+            #expect(page.headers[.contentType]?.hasPrefix("text/html") == true)
+            #expect(page.text.contains("dashboard.js"))
+            #expect(try await client.request(.get, "/dashboard.js").status == .ok)
+            #expect(try await client.request(.get, "/dashboard.css").status == .ok)
+            let missing = try await client.request(.get, "/no-such-file.html")
+            #expect(missing.status == .notFound)
+            #expect(missing.headers[.contentType] == "application/problem+json")
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import JobsCore
+import JobsGateway
+import Testing
+
+@Suite("Server-Sent Events: one job, every job, resume")
+struct EventStreamTests {
+    @Test("a job's stream starts with its current state, follows every change in order, and ends after the terminal one")
+    func jobStreamFollowsToTheEnd() async throws {
+        try await TestCluster().withGateway { client in
+            let port = try #require(client.port)
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":5,"stepMs":60}}"#)
+            let reading = try await readEventStream(port: port, "/jobs/\(job.id)/events")
+            #expect(reading.status == 200)
+            #expect(reading.ended, "the stream should end after the terminal snapshot")
+            let snapshots = try reading.jobEvents.map { try $0.snapshot() }
+            try #require(!snapshots.isEmpty)
+            #expect(!snapshots[0].status.isTerminal || snapshots.count == 1)
+            #expect(snapshots.last?.status == .succeeded)
+            #expect(snapshots.dropLast().allSatisfy { !$0.status.isTerminal })
+            #expect(snapshots.allSatisfy { $0.id == job.id })
+            let orders = snapshots.map(SnapshotOrder.init)
+            #expect(zip(orders, orders.dropFirst()).allSatisfy { $0 < $1 }, "changes arrive in the fold's order")
+            let sequences = reading.jobEvents.compactMap { $0.id.flatMap(ChangePosition.init)?.sequence }
+            #expect(sequences.count == snapshots.count)
+            #expect(zip(sequences, sequences.dropFirst()).allSatisfy { $0 < $1 }, "event ids increase")
+            #expect(snapshots.contains { $0.progress != nil }, "progress reports are streamed")
+        }
+    }
+
+    @Test("Last-Event-ID of the latest change resumes with nothing to send; an unknown one gets the current state")
+    func jobStreamResumes() async throws {
+        try await TestCluster().withGateway { client in
+            let port = try #require(client.port)
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            try await client.waitFor(job.id) { $0.status == .succeeded }
+            let first = try await readEventStream(port: port, "/jobs/\(job.id)/events")
+            #expect(first.ended)
+            try #require(first.jobEvents.count == 1, "an ended job's stream is its final state, then the end")
+            let lastID = try #require(first.jobEvents[0].id)
+
+            let resumed = try await readEventStream(port: port, "/jobs/\(job.id)/events", headers: [("Last-Event-ID", lastID)])
+            #expect(resumed.ended)
+            #expect(resumed.jobEvents.isEmpty, "the client already has the final state")
+
+            let foreign = try await readEventStream(port: port, "/jobs/\(job.id)/events", headers: [("Last-Event-ID", "elsewhere-99")])
+            #expect(try foreign.jobEvents.map { try $0.snapshot().status } == [.succeeded])
+        }
+    }
+
+    @Test("an unknown job's stream is a 404 problem, not an empty stream")
+    func unknownJobStream() async throws {
+        try await TestCluster().withGateway(worker: false, configure: { $0.catchUpTimeout = .milliseconds(200) }) { client in
+            let reading = try await readEventStream(port: try #require(client.port), "/jobs/nope/events")
+            #expect(reading.status == 404)
+            #expect(reading.body.contains("/problems/job-not-found") || reading.events.isEmpty)
+        }
+    }
+
+    @Test("/events streams changes of the jobs its filter accepts, and only those")
+    func allEventsFiltered() async throws {
+        try await TestCluster().withGateway { client in
+            let port = try #require(client.port)
+            async let reading = readEventStream(port: port, "/events?type=sleep&status=succeeded") { events in
+                events.contains { $0.event == "job" }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let noop = try await client.submit(#"{"type":"noop"}"#)
+            try await client.waitFor(noop.id) { $0.status == .succeeded }
+            let sleep = try await client.submit(#"{"type":"sleep","params":{"steps":1,"stepMs":10}}"#)
+            let snapshots = try await reading.jobEvents.map { try $0.snapshot() }
+            #expect(snapshots.map(\.id) == [sleep.id])
+            #expect(snapshots.map(\.status) == [.succeeded])
+        }
+    }
+
+    @Test("/events resumed with Last-Event-ID first sends the current state of every job that changed meanwhile; an id from elsewhere gets reset")
+    func allEventsResume() async throws {
+        try await TestCluster().withGateway { client in
+            let port = try #require(client.port)
+            let marker = try await client.submit(#"{"type":"noop"}"#)
+            try await client.waitFor(marker.id) { $0.status == .succeeded }
+            // A position from another gateway (or an earlier run of this one) can't be resumed.
+            let first = try await readEventStream(port: port, "/events", headers: [("Last-Event-ID", "x-0")]) { events in
+                events.contains { $0.event == "reset" }
+            }
+            #expect(first.events.first?.event == "reset")
+            async let live = readEventStream(port: port, "/events?status=succeeded") { $0.count >= 1 }
+            try await Task.sleep(for: .milliseconds(300))
+            let trigger = try await client.submit(#"{"type":"noop"}"#)
+            let lastSeen = try #require(try await live.jobEvents.first { try $0.snapshot().id == trigger.id }?.id)
+
+            var missed: [JobID] = []
+            for _ in 0..<3 {
+                let job = try await client.submit(#"{"type":"noop"}"#)
+                try await client.waitFor(job.id) { $0.status == .succeeded }
+                missed.append(job.id)
+            }
+            let expected = Set(missed)
+            let resumed = try await readEventStream(port: port, "/events", headers: [("Last-Event-ID", lastSeen)]) { events in
+                Set(events.compactMap { try? $0.snapshot().id }).isSuperset(of: expected)
+            }
+            let snapshots = try resumed.jobEvents.map { try $0.snapshot() }
+            #expect(Set(snapshots.map(\.id)) == Set(missed), "exactly the jobs that changed after the last event seen")
+            #expect(snapshots.allSatisfy { $0.status == .succeeded }, "each as it is now, not every step it took")
+        }
+    }
+
+    @Test("a client may hold a bounded number of streams; the next one is 429, and a closed one frees its place")
+    func streamsPerClientAreLimited() async throws {
+        try await TestCluster().withGateway(worker: false, configure: { $0.maxStreamsPerClient = 2 }) { client in
+            let port = try #require(client.port)
+            // Each holder leaves after 3 s, long before a keep-alive is due.
+            let holders = (0..<2).map { _ in
+                Task { try await readEventStream(port: port, "/events", timeout: .seconds(3), leaveAtTimeout: true) }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let refused = try await client.request(.get, "/events")
+            #expect(refused.status == .tooManyRequests)
+            #expect(try refused.problem().type == "/problems/too-many-streams")
+            #expect(refused.headers[.retryAfter] != nil)
+            for holder in holders { #expect(try await holder.value.status == 200) }
+            // The server notices the clients left without waiting for a keep-alive write.
+            try await Task.sleep(for: .milliseconds(500))
+            let again = try await readEventStream(port: port, "/events") { _ in true }
+            #expect(again.status == 200)
+        }
+    }
+
+    @Test("an open stream doesn't hold up the gateway's graceful shutdown")
+    func shutdownEndsStreams() async throws {
+        let started = ContinuousClock.now
+        let reading = try await TestCluster().withGatewayReturning(worker: false) { client in
+            let port = try #require(client.port)
+            let reader = Task { try await readEventStream(port: port, "/events", timeout: .seconds(60)) }
+            try await Task.sleep(for: .milliseconds(500))
+            return reader
+        }
+        let elapsed = ContinuousClock.now - started
+        #expect(elapsed < .seconds(30), "shutdown took \(elapsed)")
+        #expect(try await reading.value.ended, "the stream was ended by the server")
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import JobsCore
+import JobsGateway
+import Testing
+
+@Suite("GET /jobs: filters, pages, refusals")
+struct ListingTests {
+    struct ListBody: Decodable {
+        let jobs: [JobSnapshot]
+        let nextCursor: String?
+    }
+
+    func list(_ client: GatewayClient, _ query: String) async throws -> ListBody {
+        let reply = try await client.request(.get, "/jobs\(query)")
+        try #require(reply.status == .ok, "GET /jobs\(query) answered \(reply.status): \(reply.text)")
+        return try WireFormat.decode(ListBody.self, from: Array(buffer: reply.body))
+    }
+
+    @Test("lists newest first; following nextCursor visits every job once; filters by status, type and creation time")
+    func pagesAndFilters() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            var submitted: [JobSnapshot] = []
+            for index in 0..<7 {
+                submitted.append(try await client.submit(index % 2 == 0 ? #"{"type":"noop"}"# : #"{"type":"sleep"}"#))
+                try await Task.sleep(for: .milliseconds(3))
+            }
+            let newestFirst = submitted.reversed().map(\.id)
+
+            #expect(try await list(client, "").jobs.map(\.id) == newestFirst)
+            var seen: [JobID] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let page = try await list(client, "?limit=3" + (cursor.map { "&cursor=\($0)" } ?? ""))
+                #expect(page.jobs.count <= 3)
+                seen += page.jobs.map(\.id)
+                cursor = page.nextCursor
+                pages += 1
+            } while cursor != nil && pages < 10
+            #expect(seen == newestFirst)
+            #expect(pages == 3)
+            #expect(try await list(client, "?limit=7").nextCursor == nil, "an exactly full last page has no cursor")
+
+            #expect(try await list(client, "?type=sleep").jobs.map(\.id) == newestFirst.filter { id in submitted.first { $0.id == id }?.type == "sleep" })
+            #expect(try await list(client, "?status=queued&status=running").jobs.count == 7)
+            #expect(try await list(client, "?status=succeeded").jobs.isEmpty)
+            let since = WireFormat.timestampText(submitted[4].createdAt)
+            #expect(try await list(client, "?createdSince=\(since)").jobs.map(\.id) == Array(newestFirst.prefix(3)))
+            #expect(try await list(client, "?createdUntil=\(since)").jobs.map(\.id) == Array(newestFirst.suffix(4)))
+        }
+    }
+
+    @Test("refuses a bad query with a 400 naming the parameter", arguments: [
+        ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=ten", "limit"), ("?limit=1&limit=2", "limit"),
+        ("?status=done", "status"), ("?cursor=not-a-cursor", "cursor"), ("?createdSince=yesterday", "createdSince"),
+        ("?createdUntil=2026-13-01", "createdUntil"), ("?state=running", "state"),
+    ])
+    func refusesBadQueries(query: String, parameter: String) async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let reply = try await client.request(.get, "/jobs\(query)")
+            #expect(reply.status == .badRequest)
+            #expect(reply.headers[.contentType] == "application/problem+json")
+            struct Body: Decodable { let type: String; let parameters: [ParameterViolation] }
+            struct ParameterViolation: Decodable { let parameter: String }
+            let body = try JSONDecoder().decode(Body.self, from: Data(buffer: reply.body))
+            #expect(body.type == "/problems/invalid-query")
+            #expect(body.parameters.map(\.parameter) == [parameter])
+        }
+    }
+
+    @Test("the page size's bound is configurable")
+    func pageSizeBound() async throws {
+        try await TestCluster().withGateway(worker: false, configure: { $0.maxPageSize = 5 }) { client in
+            let atBound = try await client.request(.get, "/jobs?limit=5")
+            let overBound = try await client.request(.get, "/jobs?limit=6")
+            #expect(atBound.status == .ok)
+            #expect(overBound.status == .badRequest)
+        }
+    }
+}
