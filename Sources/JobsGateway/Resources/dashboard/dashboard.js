@@ -33,6 +33,7 @@
     nextCursor: null,
     listLoaded: false,
     listGeneration: 0,
+    listError: null,
     stream: null,              // the /events subscription
     detail: null,              // { id, snapshot, stream }
     pendingCancels: new Set(),
@@ -267,9 +268,9 @@
       if (error.status === 401) return;
       const p = error.problem;
       if (error.status === 403) {
-        showBanner('Not allowed', p.detail || 'This API key lacks the permission for that action.', 'forbidden');
+        showBanner('Not allowed:', capitalize(p.detail || 'this API key lacks the permission for that action.'), 'forbidden');
       } else {
-        showBanner(context ? `${context}: ${p.title}` : p.title, p.detail || '', 'error');
+        showBanner(context ? `${context}: ${p.title}.` : `${p.title}.`, capitalize(p.detail || ''), 'error');
       }
       return;
     }
@@ -658,6 +659,7 @@
       $('jobs-body').replaceChildren();
     }
     state.listLoaded = false;
+    state.listError = null;
     state.nextCursor = null;
     updateListChrome();
     try {
@@ -677,6 +679,7 @@
     } catch (error) {
       if (generation !== state.listGeneration) return;
       state.listLoaded = true;
+      state.listError = error instanceof ApiError ? (error.problem.detail || error.problem.title) : String(error.message || error);
       reportError(error, 'Could not list jobs');
     }
     updateListChrome();
@@ -920,8 +923,12 @@
     $('load-more').hidden = !state.nextCursor;
     const emptyTitle = $('jobs-empty').querySelector('.empty-title');
     const filtered = state.filters.statuses.length > 0 || state.filters.type !== '';
-    emptyTitle.textContent = filtered ? 'No jobs match these filters' : 'No jobs yet';
-    $('jobs-count').textContent = state.listLoaded || count
+    emptyTitle.textContent = state.listError ? 'Jobs could not be listed'
+      : filtered ? 'No jobs match these filters' : 'No jobs yet';
+    $('jobs-empty').querySelector('.muted').textContent = state.listError
+      ? capitalize(state.listError)
+      : 'Jobs matching the filters appear here as soon as they are submitted.';
+    $('jobs-count').textContent = (state.listLoaded && !state.listError) || count
       ? `${formatNumber(count)} shown${state.nextCursor ? ', more below' : ''}`
       : '';
   }
@@ -1001,6 +1008,9 @@
       state.jobTypes = (body.jobTypes || []).slice().sort((a, b) => a.name.localeCompare(b.name));
     } catch (error) {
       reportError(error, 'Could not load the job types');
+      $('submit-type').replaceChildren(el('option', { value: '' }, 'Job types unavailable'));
+      $('submit-type').disabled = true;
+      $('submit-params').hidden = true;
       return;
     }
     const filter = $('filter-type');
@@ -1324,7 +1334,7 @@
       workers = (await api('workers')).body?.workers || [];
     } catch (error) {
       if (error instanceof ApiError && error.status === 403) {
-        $('workers-empty').textContent = error.problem.detail || 'This API key may not list workers.';
+        $('workers-empty').textContent = capitalize(error.problem.detail || 'This API key may not list workers.');
         $('workers-empty').hidden = false;
         $('workers-list').replaceChildren();
         return;
