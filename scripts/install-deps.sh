@@ -24,7 +24,7 @@ fi
 if [ ! -x /usr/bin/chromedriver ]; then
     missing+=(chromium-driver)
 fi
-if ! python3 -c 'import selenium' 2>/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
+if ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
 fi
 sudo=""
@@ -33,10 +33,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo apt-get update
     $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-if ! python3 -c 'import selenium' 2>/dev/null; then
+python_missing=()
+if ! python3 -c 'import selenium' 2>/dev/null; then python_missing+=(selenium); fi
+if ! command -v schemathesis >/dev/null; then python_missing+=(schemathesis); fi
+if [ "${#python_missing[@]}" -gt 0 ]; then
     user=()
     if [ "$(id -u)" -ne 0 ]; then user=(--user); fi
     # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
-    python3 -m pip install --quiet "${user[@]}" selenium \
-        || python3 -m pip install --quiet "${user[@]}" --break-system-packages selenium
+    python3 -m pip install --quiet "${user[@]}" "${python_missing[@]}" \
+        || python3 -m pip install --quiet "${user[@]}" --break-system-packages "${python_missing[@]}"
 fi

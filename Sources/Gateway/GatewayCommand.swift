@@ -157,7 +157,10 @@ struct GatewayCommand: AsyncParsableCommand {
             let workerLogger = Logger(label: "jobs.worker")
             let worker = JobWorker(
                 configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "embedded-\(ProcessInfo.processInfo.processIdentifier)",
-                                                   concurrency: workerConcurrency),
+                                                   concurrency: workerConcurrency,
+                                                   // The in-memory broker stops with the process: a job handed
+                                                   // back would go nowhere, so don't wait long for running ones.
+                                                   drainTimeout: .seconds(2)),
                 registry: try JobRegistry.builtin(commandJobsFile: commandJobs ?? env["JOBS_COMMAND_JOBS"], environment: env,
                                                   logger: workerLogger),
                 logger: workerLogger

@@ -35,7 +35,7 @@ public struct JobListPosition: Sendable, Hashable, Comparable {
         self.init(createdAtMillis: Self.millis(snapshot.createdAt), id: snapshot.id)
     }
 
-    init(createdAtMillis: Int64, id: JobID) {
+    public init(createdAtMillis: Int64, id: JobID) {
         self.createdAtMillis = createdAtMillis
         self.id = id
     }
@@ -47,20 +47,20 @@ public struct JobListPosition: Sendable, Hashable, Comparable {
     /// Rounded as `WireFormat` rounds, so a decoded time and the one encoded agree.
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
 
-    /// An opaque cursor for the page that follows this position.
-    public var cursor: String {
-        Data("v1:\(createdAtMillis):\(id.rawValue)".utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
+    /// The cursor of the page that follows this position: `<creation ms>_<id>`.
+    ///
+    /// Any such text names a place in the order, whether or not a job is there
+    /// now, so a cursor never goes stale: its page is simply what is older.
+    public var cursor: String { "\(createdAtMillis)_\(id.rawValue)" }
 
     public init?(cursor: String) {
-        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard cursor.utf8.count <= 512, let data = Data(base64Encoded: base64) else { return nil }
-        let parts = String(decoding: data, as: UTF8.self).split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "v1", let millis = Int64(parts[1]), !parts[2].isEmpty else { return nil }
-        self.init(createdAtMillis: millis, id: JobID(rawValue: String(parts[2])))
+        // By bytes, not characters: an id may begin with a mark that joins `_` in one character.
+        let bytes = Array(cursor.utf8)
+        guard bytes.count <= 512, let separator = bytes.firstIndex(of: UInt8(ascii: "_")),
+              (1...15).contains(separator), separator < bytes.count - 1,
+              bytes[..<separator].allSatisfy({ (48...57).contains($0) }),
+              let millis = Int64(String(decoding: bytes[..<separator], as: UTF8.self)) else { return nil }
+        self.init(createdAtMillis: millis, id: JobID(rawValue: String(decoding: bytes[(separator + 1)...], as: UTF8.self)))
     }
 }
 

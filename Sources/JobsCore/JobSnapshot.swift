@@ -82,7 +82,10 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
     public static func queued(id: JobID = .generate(), type: String, params: JSONValue, maxAttempts: Int? = nil,
                               timeoutMs: Int? = nil, idempotencyKey: String? = nil, orderingKey: String? = nil,
                               at now: Date = Date()) -> JobSnapshot {
-        JobSnapshot(id: id, type: type, params: params, createdAt: now, maxAttempts: maxAttempts, timeoutMs: timeoutMs,
+        // In whole milliseconds, as the wire carries it: the submitting gateway's
+        // own copy then lists and filters exactly as every other reader's does.
+        let created = Date(timeIntervalSince1970: (now.timeIntervalSince1970 * 1000).rounded() / 1000)
+        return JobSnapshot(id: id, type: type, params: params, createdAt: created, maxAttempts: maxAttempts, timeoutMs: timeoutMs,
                     idempotencyKey: idempotencyKey, orderingKey: orderingKey)
     }
 }

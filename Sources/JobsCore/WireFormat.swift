@@ -23,14 +23,12 @@ public enum WireFormat {
         return decoder
     }
 
-    /// An ISO 8601 time, with or without fractional seconds, to the millisecond.
+    /// An RFC 3339 time (the `date-time` of JSON Schema and OpenAPI), with or
+    /// without fractional seconds and with any offset, to the millisecond.
     public static func parseTimestamp(_ text: String) -> Date? {
-        if let date = try? timestampStyle.parse(text) { return wholeMilliseconds(date) }
-        if let date = try? secondsStyle.parse(text) { return wholeMilliseconds(date) }
-        return nil
+        RFC3339.parse(text).map(wholeMilliseconds)
     }
 
-    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let secondsStyle = Date.ISO8601FormatStyle()
 
     /// `date` rounded to the millisecond, as `2023-11-14T22:13:20.123Z`.

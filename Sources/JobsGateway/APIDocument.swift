@@ -29,7 +29,7 @@ public struct APIDocument: Sendable {
         let alternatives: [JSONValue] = jobTypes.sorted { $0.name < $1.name }.map { type in
             var properties = options
             properties["type"] = ["const": .string(type.name)]
-            properties["params"] = type.params.jsonSchema
+            properties["params"] = Self.nullableOptionals(type.params.jsonSchema)
             var alternative = generic
             alternative["title"] = .string(type.name)
             alternative["description"] = .string(type.summary)
@@ -43,6 +43,20 @@ public struct APIDocument: Sendable {
         components["schemas"] = .object(schemas)
         root["components"] = .object(components)
         if case .disabled = authentication { root["security"] = [] }
+        return .object(root)
+    }
+
+    /// The gateway takes `null` for an optional param as leaving it out; the
+    /// document says so, so that generated clients may send it.
+    static func nullableOptionals(_ schema: JSONValue) -> JSONValue {
+        guard case .object(var root) = schema, case .object(var properties) = root["properties"] else { return schema }
+        let required = Set(root["required"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        for (name, property) in properties where !required.contains(name) {
+            guard case .object(var members) = property, let type = members["type"]?.stringValue else { continue }
+            members["type"] = [.string(type), "null"]
+            properties[name] = .object(members)
+        }
+        root["properties"] = .object(properties)
         return .object(root)
     }
 

@@ -53,4 +53,15 @@ public enum Endpoint: String, CaseIterable, Sendable {
         case .health, .ready, .openAPIJSON, .openAPIYAML: .open
         }
     }
+
+    /// The methods routed on `path` (a request path, not a pattern); empty when
+    /// no route has that path, so a wrong method is told apart from a wrong path.
+    public static func methods(allowedOn path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        return allCases.filter { endpoint in
+            let pattern = endpoint.path.split(separator: "/", omittingEmptySubsequences: false)
+            return pattern.count == segments.count
+                && zip(pattern, segments).allSatisfy { $0 == $1 || ($0.hasPrefix("{") && !$1.isEmpty) }
+        }.map(\.method)
+    }
 }

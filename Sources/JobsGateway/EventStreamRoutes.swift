@@ -27,7 +27,7 @@ struct EventStreamRoutes: Sendable {
         }
         let resumeFrom = request.headers[.lastEventID].flatMap(ChangePosition.init)
         let lease = try limiter.acquire(for: context.clientIdentity)
-        let subscription = view.subscribe { $0.id == id }
+        let subscription = view.subscribe { $0.snapshot.id == id }
         // Subscribed before reading the state, so no change falls between the two.
         guard let current = view.currentChange(of: id) else {
             lease.release()
@@ -58,10 +58,17 @@ struct EventStreamRoutes: Sendable {
         let filter = JobFilter(statuses: try query.statuses(), types: Set(query.all("type")))
         let resumeFrom = request.headers[.lastEventID].map { ChangePosition($0) }
         let lease = try limiter.acquire(for: context.clientIdentity)
-        let subscription = view.subscribe(matching: filter.matches)
+        // A job whose status leaves the filter is sent once more, so a client showing it learns it left.
+        let subscription = view.subscribe { change in
+            filter.matches(change.snapshot) || change.previous.map(filter.matches) == true
+        }
+        let opened = view.currentPosition
+        // On resume, jobs that changed meanwhile are sent whatever their status now, for the same reason.
+        var anyStatus = filter
+        anyStatus.statuses = []
         // A header that names no position of this view still means "I was here before": reset.
         let missed: (changes: [JobChange]?, through: UInt64)? = resumeFrom.map { position in
-            position.map { view.changes(since: $0, matching: filter, limit: configuration.maxResumeJobs) } ?? (nil, 0)
+            position.map { view.changes(since: $0, matching: anyStatus, limit: configuration.maxResumeJobs) } ?? (nil, 0)
         }
         return eventStream(request, subscription: subscription, lease: lease) { write in
             var through: UInt64 = 0
@@ -70,8 +77,12 @@ struct EventStreamRoutes: Sendable {
                     for change in changes { try await write(.job(change)) }
                 } else {
                     try await write(.reset)
+                    try await write(.position(opened))
                 }
                 through = missed.through
+            } else {
+                // A client that sees no change before it reconnects still has a position to resume from.
+                try await write(.position(opened))
             }
             for await item in subscription.items {
                 switch item {
@@ -130,6 +141,8 @@ enum ServerSentEvent {
     case reset
     case keepAlive
     case retry(milliseconds: Int)
+    /// Sets the client's last event id without an event (no `data`, so nothing is dispatched).
+    case position(ChangePosition)
 
     var frame: ByteBuffer {
         switch self {
@@ -146,6 +159,8 @@ enum ServerSentEvent {
             return ByteBuffer(string: ": keep-alive\n\n")
         case .retry(let milliseconds):
             return ByteBuffer(string: "retry: \(milliseconds)\n\n")
+        case .position(let position):
+            return ByteBuffer(string: "id: \(position)\n\n")
         }
     }
 }

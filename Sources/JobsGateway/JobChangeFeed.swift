@@ -5,6 +5,9 @@ import Synchronization
 public struct JobChange: Sendable {
     public let position: ChangePosition
     public let snapshot: JobSnapshot
+    /// The job's state before, when the view held one: a stream filtered by
+    /// status is sent the change that moves a job out of its filter.
+    public var previous: JobSnapshot? = nil
 }
 
 /// Where a change sits in one view's sequence of changes: the SSE event id.
@@ -44,7 +47,7 @@ enum FeedItem: Sendable {
 /// last event id and is sent what it missed (see `JobView.changes(since:)`).
 final class JobChangeFeed: Sendable {
     struct Subscriber: Sendable {
-        let matches: @Sendable (JobSnapshot) -> Bool
+        let matches: @Sendable (JobChange) -> Bool
         let continuation: AsyncStream<FeedItem>.Continuation
     }
 
@@ -56,7 +59,7 @@ final class JobChangeFeed: Sendable {
     }
 
     /// A stream of the changes `matches` accepts, from now on.
-    func subscribe(matching matches: @escaping @Sendable (JobSnapshot) -> Bool) -> Subscription {
+    func subscribe(matching matches: @escaping @Sendable (JobChange) -> Bool) -> Subscription {
         let (stream, continuation) = AsyncStream<FeedItem>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
         let id = subscribers.withLock { state in
             defer { state.next += 1 }
@@ -75,7 +78,7 @@ final class JobChangeFeed: Sendable {
     func publish(_ change: JobChange) {
         let overflowed = subscribers.withLock { state in
             var overflowed: [Subscriber] = []
-            for (id, subscriber) in state.all where subscriber.matches(change.snapshot) {
+            for (id, subscriber) in state.all where subscriber.matches(change) {
                 if case .dropped = subscriber.continuation.yield(.change(change)) {
                     state.all.removeValue(forKey: id)
                     overflowed.append(subscriber)

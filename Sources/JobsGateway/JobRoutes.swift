@@ -168,8 +168,8 @@ struct JobRoutes: Sendable {
     }
 
     private static func checkedIdempotencyKey(_ key: String) throws -> String {
-        guard (1...255).contains(key.utf8.count), key.allSatisfy({ $0.isASCII && !$0.isNewline }) else {
-            throw ProblemDetails.invalidRequest([.init(pointer: "", detail: "the Idempotency-Key header must be 1 to 255 ASCII characters")])
+        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
+            throw ProblemDetails.invalidRequest([.init(pointer: "", detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters")])
         }
         return key
     }

@@ -91,8 +91,13 @@ public final class JobView: Service {
     }
 
     /// Changes from now on to jobs `matches` accepts.
-    func subscribe(matching matches: @escaping @Sendable (JobSnapshot) -> Bool) -> JobChangeFeed.Subscription {
+    func subscribe(matching matches: @escaping @Sendable (JobChange) -> Bool) -> JobChangeFeed.Subscription {
         feed.subscribe(matching: matches)
+    }
+
+    /// The position of the latest change: where a stream opened now starts.
+    var currentPosition: ChangePosition {
+        state.withLock { ChangePosition(epoch: epoch, sequence: $0.changeSequence) }
     }
 
     /// A job's current state as a change, with the position of its latest change.
@@ -145,7 +150,8 @@ public final class JobView: Service {
                 state.changeSequence += 1
                 state.lastChange[snapshot.id] = state.changeSequence
                 // Under the lock, so every subscriber sees changes in sequence order.
-                feed.publish(JobChange(position: ChangePosition(epoch: epoch, sequence: state.changeSequence), snapshot: changed))
+                feed.publish(JobChange(position: ChangePosition(epoch: epoch, sequence: state.changeSequence),
+                                       snapshot: changed, previous: previous))
             }
             var staleFinal: JobSnapshot?
             if changed == nil, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot {

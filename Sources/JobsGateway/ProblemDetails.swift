@@ -22,6 +22,8 @@ public struct ProblemDetails: Error, Sendable, Codable, HTTPResponseError {
     public var retryAfterSeconds: Int?
     /// A `WWW-Authenticate` challenge, sent as a header.
     public var challenge: String?
+    /// The methods a path allows, sent as `Allow` with a 405.
+    public var allow: String?
 
     enum CodingKeys: String, CodingKey {
         case type, title, statusCode = "status", detail, errors, knownTypes, parameters
@@ -50,6 +52,7 @@ public struct ProblemDetails: Error, Sendable, Codable, HTTPResponseError {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfterSeconds { headers[.retryAfter] = "\(retryAfterSeconds)" }
         if let challenge { headers[.wwwAuthenticate] = challenge }
+        if let allow { headers[.allow] = allow }
         let body = try JSONEncoder().encode(self)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
@@ -169,6 +172,14 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch is NIOTooManyBytesError {
             throw ProblemDetails.bodyTooLarge(limit: bodyLimit)
         } catch let error as any HTTPResponseError {
+            // The router says 404 for a known path with another method; that is a 405.
+            let allowed = Endpoint.methods(allowedOn: request.uri.path)
+            if error.status == .notFound, !allowed.isEmpty {
+                var problem = ProblemDetails.http(.methodNotAllowed, detail: "\(request.method) is not allowed on \(request.uri.path); "
+                                                  + "allowed: \(allowed.map(\.rawValue).joined(separator: ", "))")
+                problem.allow = allowed.map(\.rawValue).joined(separator: ", ")
+                throw problem
+            }
             let detail: String = switch error.status {
             case .notFound: "no route matches \(request.method) \(request.uri.path)"
             case .methodNotAllowed: "\(request.method) is not allowed on \(request.uri.path)"

@@ -66,7 +66,10 @@ struct APIDocumentTests {
             #expect(document["openapi"] == "3.1.0")
             let alternatives = try #require(document["components"]?["schemas"]?["SubmitJobRequest"]?["oneOf"]?.arrayValue)
             #expect(alternatives.compactMap { $0["properties"]?["type"]?["const"]?.stringValue } == ["echo", "noop", "sleep"])
+            // As the type announces it, but with null allowed where a param may be left out.
             #expect(alternatives[0]["properties"]?["params"] == echo.params.jsonSchema)
+            let sleepSteps = alternatives[2]["properties"]?["params"]?["properties"]?["steps"]?["type"]
+            #expect(sleepSteps == ["integer", "null"])
             #expect(document["security"] == .array([]), "authentication is off in this gateway, and the document says so")
 
             let yaml = try await client.request(.get, "/openapi.yaml")
@@ -80,13 +83,29 @@ struct APIDocumentTests {
         try await TestCluster().withGateway(worker: false) { client in
             let page = try await client.request(.get, "/")
             #expect(page.status == .ok)
-            #expect(page.headers[.contentType]?.hasPrefix("text/html") == true)
+            #expect(page.headers[.contentType] == "text/html; charset=utf-8")
             #expect(page.text.contains("dashboard.js"))
             #expect(try await client.request(.get, "/dashboard.js").status == .ok)
             #expect(try await client.request(.get, "/dashboard.css").status == .ok)
+            #expect(try await client.request(.get, "/dashboard.js").headers[.contentType] == "text/javascript; charset=utf-8")
             let missing = try await client.request(.get, "/no-such-file.html")
             #expect(missing.status == .notFound)
             #expect(missing.headers[.contentType] == "application/problem+json")
+        }
+    }
+
+    @Test("a known path with a method it doesn't route is 405 with Allow; an unknown path is 404")
+    func wrongMethod() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let delete = try await client.request(.delete, "/jobs")
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "POST, GET")
+            #expect(delete.headers[.contentType] == "application/problem+json")
+            let put = try await client.request(.put, "/jobs/some-id/cancel")
+            #expect(put.status == .methodNotAllowed)
+            #expect(put.headers[.allow] == "POST")
+            let unknown = try await client.request(.get, "/jobs/some-id/unknown")
+            #expect(unknown.status == .notFound)
         }
     }
 }

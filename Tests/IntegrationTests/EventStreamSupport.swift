@@ -79,7 +79,8 @@ func readEventStream(
     }
 }
 
-/// A frame's fields; nil for a frame of comments or `retry:` only.
+/// A frame's fields; nil for a frame of comments or `retry:` only. A frame of
+/// only an `id:` (a position without an event) is kept, with no `event`.
 private func parseFrame(_ frame: String) -> ReceivedEvent? {
     var event = ReceivedEvent(data: "")
     var hasData = false
@@ -97,7 +98,7 @@ private func parseFrame(_ frame: String) -> ReceivedEvent? {
         default: continue
         }
     }
-    return hasData || event.event != nil ? event : nil
+    return hasData || event.event != nil || event.id != nil ? event : nil
 }
 
 /// What a reader has seen so far, for a reader that leaves before the end.

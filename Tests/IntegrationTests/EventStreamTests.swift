@@ -85,7 +85,9 @@ struct EventStreamTests {
                 events.contains { $0.event == "reset" }
             }
             #expect(first.events.first?.event == "reset")
-            async let live = readEventStream(port: port, "/events?status=succeeded") { $0.count >= 1 }
+            async let live = readEventStream(port: port, "/events?status=succeeded") { events in
+                events.contains { $0.event == "job" }
+            }
             try await Task.sleep(for: .milliseconds(300))
             let trigger = try await client.submit(#"{"type":"noop"}"#)
             let lastSeen = try #require(try await live.jobEvents.first { try $0.snapshot().id == trigger.id }?.id)
@@ -103,6 +105,26 @@ struct EventStreamTests {
             let snapshots = try resumed.jobEvents.map { try $0.snapshot() }
             #expect(Set(snapshots.map(\.id)) == Set(missed), "exactly the jobs that changed after the last event seen")
             #expect(snapshots.allSatisfy { $0.status == .succeeded }, "each as it is now, not every step it took")
+        }
+    }
+
+    @Test("a status-filtered stream is sent the change that moves a job out of its filter, and every stream opens with a position")
+    func leavingTheFilter() async throws {
+        try await TestCluster().withGateway { client in
+            let port = try #require(client.port)
+            async let reading = readEventStream(port: port, "/events?status=running") { events in
+                events.contains { (try? $0.snapshot().status) == .succeeded }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":2,"stepMs":50}}"#)
+            let events = try await reading.events
+            let opening = try #require(events.first)
+            #expect(opening.event == nil && opening.data.isEmpty, "the stream opens with an id-only frame")
+            #expect(opening.id.flatMap(ChangePosition.init) != nil)
+            let statuses = try events.filter { $0.event == "job" }.map { try $0.snapshot() }.filter { $0.id == job.id }.map(\.status)
+            #expect(statuses.first == .running)
+            #expect(statuses.last == .succeeded, "the change that left the filter is sent")
+            #expect(!statuses.contains(.queued), "changes outside the filter before and after aren't")
         }
     }
 

@@ -113,8 +113,10 @@ struct JobListIndexTests {
     func cursorText() throws {
         let position = JobListPosition(try Self.jobs(3)[2])
         #expect(JobListPosition(cursor: position.cursor) == position)
-        #expect(position.cursor.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
-        for garbage in ["", "abc", "djE6eDp5", String(repeating: "A", count: 600), "v1:12:job"] {
+        #expect(JobListPosition(cursor: "1700000000123_some-job") == JobListPosition(createdAtMillis: 1_700_000_000_123, id: JobID(rawValue: "some-job")))
+        // Any text after the separator is a place in the order, even one joining `_` into one character.
+        #expect(JobListPosition(cursor: "9_\u{1F3FB}x")?.id == JobID(rawValue: "\u{1F3FB}x"))
+        for garbage in ["", "abc", "_job", "12_", "-5_job", "1e3_job", "٣_job", String(repeating: "1", count: 600) + "_x"] {
             #expect(JobListPosition(cursor: garbage) == nil, "\(garbage)")
         }
     }

@@ -123,4 +123,20 @@ struct WireFormatTests {
         #expect(TopicNames().status == "jobs.status")
         #expect(TopicNames(prefix: "").all == ["commands", "control", "status", "workers"])
     }
+
+    @Test("RFC 3339 times parse with any offset, lowercase letters and old years; impossible ones are refused")
+    func rfc3339() throws {
+        #expect(WireFormat.parseTimestamp("1970-01-01T00:00:00Z") == Date(timeIntervalSince1970: 0))
+        #expect(WireFormat.parseTimestamp("2026-11-23T19:51:45.433Z") == Date(timeIntervalSince1970: 1_795_463_505.433))
+        #expect(WireFormat.parseTimestamp("2026-11-23t20:51:45.433+01:00") == WireFormat.parseTimestamp("2026-11-23T19:51:45.433Z"))
+        #expect(WireFormat.parseTimestamp("2026-11-23T14:21:45-05:30") == WireFormat.parseTimestamp("2026-11-23T19:51:45z"))
+        #expect(WireFormat.parseTimestamp("2024-02-29T00:00:00Z") != nil)
+        #expect(WireFormat.parseTimestamp("1969-12-31T23:59:59.5Z") == Date(timeIntervalSince1970: -0.5))
+        // Proleptic Gregorian: 0083-01-04 is 689,209 days before 1970-01-01.
+        #expect(WireFormat.parseTimestamp("0083-01-04T09:36:59+23:04") == Date(timeIntervalSince1970: -689_209 * 86_400 + 9 * 3600 + 36 * 60 + 59 - (23 * 3600 + 4 * 60)))
+        for bad in ["2026-02-29T00:00:00Z", "2026-11-23T24:00:00Z", "2026-11-23 19:51:45Z", "2026-11-23T19:51:45",
+                    "2026-11-23T19:51:45+24:00", "2026-13-01T00:00:00Z", "yesterday", ""] {
+            #expect(WireFormat.parseTimestamp(bad) == nil, "\(bad)")
+        }
+    }
 }
