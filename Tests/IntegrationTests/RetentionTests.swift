@@ -9,7 +9,7 @@ struct RetentionTests {
     func endedJobsExpire() async throws {
         let system = try TestCluster(partitions: 1)
         try await system.withGateway(configure: {
-            $0.jobRetention = .milliseconds(500)
+            $0.jobRetention = .seconds(2)
             $0.retentionSweepInterval = .milliseconds(100)
         }) { client in
             let job = try await client.submit(#"{"type":"sleep","params":{"steps":1,"stepMs":10}}"#)
