@@ -19,7 +19,9 @@ public struct JobContext: Sendable {
     public let deadline: ContinuousClock.Instant?
     let reporter: @Sendable (JobProgress) throws -> Void
 
-    /// Reports progress; it is published at once as a new snapshot of the job.
+    /// Reports progress. The job's snapshot takes it at once; it is published
+    /// at most once per ``WorkerConfiguration/progressInterval`` (100 ms), the
+    /// latest report winning, so reporting often costs nothing downstream.
     /// Throws `CancellationError` when the job has been cancelled.
     public func progress(current: Int, total: Int? = nil, message: String? = nil) async throws {
         try Task.checkCancellation()

@@ -241,11 +241,15 @@ private struct Runner: Sendable {
             }
             jobLogger.debug("job started")
 
+            let throttle = ProgressThrottle(interval: configuration.progressInterval) { publisher.post(execution.snapshot) }
             let context = JobContext(jobID: job.id, type: job.type, attempt: attempt, logger: jobLogger,
                                      deadline: timeout.map { ContinuousClock.now + $0 }) { progress in
-                publisher.post(try execution.advance { try $0.reporting(progress) })
+                _ = try execution.advance { try $0.reporting(progress) }
+                throttle.reported()
             }
-            switch await execution.run(handler, context: context, timeout: timeout) {
+            let outcome = await execution.run(handler, context: context, timeout: timeout)
+            throttle.close()
+            switch outcome {
             case .succeeded(let result):
                 if let refusal = refusal(of: result) {
                     jobLogger.warning("result refused", metadata: ["error": "\(refusal.message)"])

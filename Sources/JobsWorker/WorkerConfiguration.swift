@@ -33,6 +33,9 @@ public struct WorkerConfiguration: Sendable {
     /// to find work of other keys and types, up to this many; then it stops
     /// reading until one of them starts. Bounds memory, not correctness.
     public var maxWaitingCommands: Int
+    /// A running job's progress is published at most this often (the latest
+    /// report wins); its snapshot still takes every report. Zero publishes each.
+    public var progressInterval: Duration
 
     /// The default for ``maxResultBytes``: 64 KiB.
     public static let defaultMaxResultBytes = 64 * 1024
@@ -42,7 +45,7 @@ public struct WorkerConfiguration: Sendable {
         workerID: String = WorkerConfiguration.defaultWorkerID(), concurrency: Int = 16,
         drainTimeout: Duration = .seconds(30), revokeTimeout: Duration = .seconds(3),
         heartbeatInterval: Duration = .seconds(2), maxResultBytes: Int = WorkerConfiguration.defaultMaxResultBytes,
-        maxWaitingCommands: Int = 1000
+        maxWaitingCommands: Int = 1000, progressInterval: Duration = .milliseconds(100)
     ) {
         self.kafka = kafka
         self.topics = topics
@@ -54,6 +57,7 @@ public struct WorkerConfiguration: Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.maxResultBytes = max(0, maxResultBytes)
         self.maxWaitingCommands = max(1, maxWaitingCommands)
+        self.progressInterval = max(.zero, progressInterval)
     }
 
     /// `host-pid`, unique among the processes of one machine.

@@ -24,7 +24,7 @@ struct EndToEndTests {
         }
     }
 
-    @Test("a sleep job publishes increasing progress after every step, then succeeds with its result")
+    @Test("a sleep job publishes increasing progress, then succeeds with its result and its last progress")
     func sleepReportsProgress() async throws {
         let system = try TestCluster()
         try await system.withGateway { client in
@@ -37,9 +37,30 @@ struct EndToEndTests {
                 events.contains { $0.id == job.id && $0.status.isTerminal }
             }.filter { $0.id == job.id }
             let reported = events.compactMap { $0.status == .running ? $0.progress?.current : nil }
-            #expect(reported == [1, 2, 3, 4, 5], "progress as published: \(reported)")
+            #expect(reported.first == 1, "the first report is published at once: \(reported)")
+            #expect(zip(reported, reported.dropFirst()).allSatisfy { $0 < $1 }, "progress as published: \(reported)")
             #expect(events.first?.status == .queued)
             #expect(events.last?.status == .succeeded)
+            #expect(events.last?.progress?.current == 5)
+        }
+    }
+
+    @Test("progress reported every 2 ms is published about every 100 ms, the latest winning")
+    func progressIsThrottled() async throws {
+        let system = try TestCluster()
+        try await system.withGateway { client in
+            let started = ContinuousClock.now
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":200,"stepMs":2}}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            let elapsed = ContinuousClock.now - started
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.contains { $0.id == job.id && $0.status.isTerminal }
+            }.filter { $0.id == job.id }
+            let reported = events.compactMap { $0.status == .running ? $0.progress?.current : nil }
+            #expect(done.progress?.current == 200)
+            #expect(reported.count >= 2)
+            #expect(Double(reported.count) <= elapsed / .milliseconds(100) + 2, "\(reported.count) progress events in \(elapsed)")
+            #expect(zip(reported, reported.dropFirst()).allSatisfy { $0 < $1 }, "\(reported) \(events.map { "\($0.status) \($0.sequence)" })")
         }
     }
 
