@@ -33,6 +33,7 @@ struct EventStreamRoutes: Sendable {
             lease.release()
             throw ProblemDetails.jobNotFound(id.rawValue)
         }
+        logger.debug("job event stream opened", metadata: ["job.id": "\(id)", "client": "\(context.clientIdentity)"])
         let alreadySeen = resumeFrom.map { $0.epoch == current.position.epoch && $0.sequence >= current.position.sequence } ?? false
         return eventStream(request, subscription: subscription, lease: lease) { write in
             var through = current.position.sequence
@@ -63,6 +64,7 @@ struct EventStreamRoutes: Sendable {
             filter.matches(change.snapshot) || change.previous.map(filter.matches) == true
         }
         let opened = view.currentPosition
+        logger.debug("event stream opened", metadata: ["client": "\(context.clientIdentity)", "resume": "\(resumeFrom.map { $0.map(\.description) ?? "unknown" } ?? "no")"])
         // On resume, jobs that changed meanwhile are sent whatever their status now, for the same reason.
         var anyStatus = filter
         anyStatus.statuses = []
