@@ -145,7 +145,10 @@ struct All: AsyncParsableCommand {
 
     /// 5. A gateway's memory with `jobs` ended jobs in its view, and its time to ready.
     func memory(jobs: Int) async throws {
-        let broker = try ChildProcess(sibling("jobs-bench"), ["broker", "--partitions", "6"], name: "broker")
+        // The embedded broker keeps at most 5 MiB (or 100,000 batches) per partition and
+        // deletes the oldest beyond that (librdkafka's mock cluster): 128 partitions hold
+        // a million snapshots of about 400 bytes.
+        let broker = try ChildProcess(sibling("jobs-bench"), ["broker", "--partitions", "128"], name: "broker")
         defer { broker.stop() }
         let bootstrap = try broker.firstLine()
         let client = HTTPClient.shared
