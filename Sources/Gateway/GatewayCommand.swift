@@ -65,7 +65,7 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Embedded mode: a YAML or JSON file of command job types for the in-process worker (docs/command-jobs.md). [env: JOBS_COMMAND_JOBS]")
     var commandJobs: String?
 
-    @Option(help: "Embedded mode: jobs run at once by the in-process worker. (default: 16)")
+    @Option(help: "Embedded mode: jobs run at once by the in-process worker.")
     var workerConcurrency: Int = 16
 
     @Option(name: .customLong("api-key"), help: """
@@ -103,6 +103,20 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "jobs.gateway")
 
+        let keys = try (apiKeys + (env["JOBS_API_KEYS"].map(Self.list) ?? [])).map { text in
+            do throws(APIKeyError) { return try APIKey(parsing: text) } catch { throw ValidationError(error.description) }
+        }
+        if keys.isEmpty, !embedded {
+            throw ValidationError("give at least one --api-key (or JOBS_API_KEYS); only --embedded runs without authentication")
+        }
+        let limits = (
+            params: maxParamsBytes ?? env["JOBS_MAX_PARAMS_BYTES"].flatMap(Int.init) ?? 16 * 1024,
+            page: maxPageSize ?? env["JOBS_MAX_PAGE_SIZE"].flatMap(Int.init) ?? 200,
+            streams: maxStreamsPerClient ?? env["JOBS_MAX_STREAMS_PER_CLIENT"].flatMap(Int.init) ?? 8
+        )
+        guard limits.params >= 1, limits.page >= 1, limits.streams >= 1 else {
+            throw ValidationError("--max-params-bytes, --max-page-size and --max-streams-per-client must be at least 1")
+        }
         let topics = TopicNames(prefix: topicPrefix ?? env["JOBS_TOPIC_PREFIX"] ?? "jobs")
         let partitionCount = Int32(partitions ?? env["JOBS_PARTITIONS"].flatMap(Int.init) ?? 6)
         var properties = KafkaConfiguration.properties(fromEnvironment: env)
@@ -130,12 +144,6 @@ struct GatewayCommand: AsyncParsableCommand {
             logger.info("topics ready", metadata: ["topics": "\(topics.all)"])
         }
 
-        let keys = try (apiKeys + (env["JOBS_API_KEYS"].map(Self.list) ?? [])).map { text in
-            do throws(APIKeyError) { return try APIKey(parsing: text) } catch { throw ValidationError(error.description) }
-        }
-        if keys.isEmpty, !embedded {
-            throw ValidationError("give at least one --api-key (or JOBS_API_KEYS); only --embedded runs without authentication")
-        }
         let configuration = GatewayConfiguration(
             kafka: kafka, topics: topics,
             host: host ?? env["JOBS_HOST"] ?? "127.0.0.1",
@@ -146,9 +154,7 @@ struct GatewayCommand: AsyncParsableCommand {
             jobRetention: .seconds(3600 * (jobRetentionHours ?? env["JOBS_JOB_RETENTION_HOURS"].flatMap(Double.init) ?? 168)),
             authentication: keys.isEmpty ? .disabled : .apiKeys(keys),
             allowedOrigins: allowedOrigins + (env["JOBS_ALLOWED_ORIGINS"].map(Self.list) ?? []),
-            maxParamsBytes: maxParamsBytes ?? env["JOBS_MAX_PARAMS_BYTES"].flatMap(Int.init) ?? 16 * 1024,
-            maxPageSize: maxPageSize ?? env["JOBS_MAX_PAGE_SIZE"].flatMap(Int.init) ?? 200,
-            maxStreamsPerClient: maxStreamsPerClient ?? env["JOBS_MAX_STREAMS_PER_CLIENT"].flatMap(Int.init) ?? 8,
+            maxParamsBytes: limits.params, maxPageSize: limits.page, maxStreamsPerClient: limits.streams,
             dashboardDirectory: dashboardDir ?? env["JOBS_DASHBOARD_DIR"]
         )
 

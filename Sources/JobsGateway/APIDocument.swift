@@ -19,8 +19,9 @@ public struct APIDocument: Sendable {
         base = try YAMLDecoder().decode(JSONValue.self, from: String(contentsOf: url, encoding: .utf8))
     }
 
-    /// The document with `SubmitJobRequest` describing exactly these types.
-    public func document(jobTypes: [JobTypeDescriptor], authentication: Authentication) -> JSONValue {
+    /// The document with `SubmitJobRequest` describing exactly these types, and
+    /// this gateway's page size bound and authentication.
+    public func document(jobTypes: [JobTypeDescriptor], authentication: Authentication, maxPageSize: Int) -> JSONValue {
         guard case .object(var root) = base,
               case .object(var components) = root["components"],
               case .object(var schemas) = components["schemas"],
@@ -43,7 +44,25 @@ public struct APIDocument: Sendable {
         components["schemas"] = .object(schemas)
         root["components"] = .object(components)
         if case .disabled = authentication { root["security"] = [] }
+        root["paths"] = Self.settingLimitMaximum(root["paths"], to: maxPageSize)
         return .object(root)
+    }
+
+    /// `GET /jobs`'s `limit` bounded by this gateway's `maxPageSize`.
+    static func settingLimitMaximum(_ paths: JSONValue?, to maximum: Int) -> JSONValue? {
+        guard case .object(var all) = paths, case .object(var jobs) = all["/jobs"], case .object(var list) = jobs["get"],
+              case .array(var parameters) = list["parameters"] else { return paths }
+        for (index, parameter) in parameters.enumerated() where parameter["name"] == "limit" {
+            guard case .object(var members) = parameter, case .object(var schema) = members["schema"] else { continue }
+            schema["maximum"] = .number(Double(maximum))
+            schema["default"] = .number(Double(min(50, maximum)))
+            members["schema"] = .object(schema)
+            parameters[index] = .object(members)
+        }
+        list["parameters"] = .array(parameters)
+        jobs["get"] = .object(list)
+        all["/jobs"] = .object(jobs)
+        return .object(all)
     }
 
     /// The gateway takes `null` for an optional param as leaving it out; the

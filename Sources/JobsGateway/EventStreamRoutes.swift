@@ -22,6 +22,7 @@ struct EventStreamRoutes: Sendable {
     /// `GET /jobs/{id}/events`: the current snapshot, each change, closed after the terminal one.
     @Sendable func jobEvents(request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = JobID(rawValue: try context.parameters.require("id"))
+        _ = try QueryParameters(request.uri.queryParameters, allowed: [])
         guard await view.snapshot(id, catchUpTimeout: configuration.catchUpTimeout) != nil else {
             throw ProblemDetails.jobNotFound(id.rawValue)
         }
@@ -99,7 +100,8 @@ struct EventStreamRoutes: Sendable {
     }
 
     /// A `text/event-stream` response that runs `body` with a frame writer, sends
-    /// keep-alives while idle, and ends when the client leaves, the stream's
+    /// a keep-alive comment every `streamKeepAliveInterval` (so proxies keep an
+    /// idle stream open), and ends when the client leaves, the stream's
     /// feed ends (the client fell too far behind), or the gateway shuts down.
     private func eventStream(
         _ request: Request, subscription: JobChangeFeed.Subscription, lease: StreamLimiter.Lease,

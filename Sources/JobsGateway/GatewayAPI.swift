@@ -74,12 +74,14 @@ struct GatewayAPI: Sendable {
     }
 
     @Sendable func openAPIJSON(request: Request, context: GatewayRequestContext) async throws -> Response {
-        let body = try APIDocument.json(document.document(jobTypes: Array(jobs.jobTypes.values), authentication: authentication))
+        let body = try APIDocument.json(document.document(jobTypes: Array(jobs.jobTypes.values), authentication: authentication,
+                                                              maxPageSize: jobs.configuration.maxPageSize))
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     @Sendable func openAPIYAML(request: Request, context: GatewayRequestContext) async throws -> Response {
-        let body = try APIDocument.yaml(document.document(jobTypes: Array(jobs.jobTypes.values), authentication: authentication))
+        let body = try APIDocument.yaml(document.document(jobTypes: Array(jobs.jobTypes.values), authentication: authentication,
+                                                              maxPageSize: jobs.configuration.maxPageSize))
         return Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
                         body: .init(byteBuffer: ByteBuffer(string: body)))
     }
@@ -98,7 +100,7 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
     let cors = CORSMiddleware<Context>(
         allowOrigin: .originBased,
         allowHeaders: [.accept, .authorization, .contentType, .idempotencyKey, .lastEventID],
-        allowMethods: [.get, .post, .head, .options],
+        allowMethods: [.get, .post, .options],
         exposedHeaders: corsExposedHeaders,
         maxAge: .seconds(600)
     )

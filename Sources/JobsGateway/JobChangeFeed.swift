@@ -28,7 +28,8 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses an event id such as `Last-Event-ID` carries back.
     public init?(_ text: String) {
-        guard let dash = text.lastIndex(of: "-"), let sequence = UInt64(text[text.index(after: dash)...]) else { return nil }
+        guard let dash = text.lastIndex(of: "-"), dash != text.startIndex,
+              text[text.index(after: dash)...].allSatisfy({ $0.isASCII && $0.isNumber }), let sequence = UInt64(text[text.index(after: dash)...]) else { return nil }
         self.init(epoch: String(text[..<dash]), sequence: sequence)
     }
 }
@@ -60,7 +61,10 @@ final class JobChangeFeed: Sendable {
 
     /// A stream of the changes `matches` accepts, from now on.
     func subscribe(matching matches: @escaping @Sendable (JobChange) -> Bool) -> Subscription {
-        let (stream, continuation) = AsyncStream<FeedItem>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
+        // Oldest kept: on overflow the newest change is the one not delivered, and
+        // the stream ends, so the client's last event id is before it and a resume
+        // sends it (dropping the oldest would put the client's id past a lost change).
+        let (stream, continuation) = AsyncStream<FeedItem>.makeStream(bufferingPolicy: .bufferingOldest(bufferSize))
         let id = subscribers.withLock { state in
             defer { state.next += 1 }
             state.all[state.next] = Subscriber(matches: matches, continuation: continuation)

@@ -35,8 +35,9 @@ struct JobRoutes: Sendable {
         case .failure(.unknownType(let name, let known)): throw ProblemDetails.unknownJobType(name, known: known)
         case .failure(.invalidParams(let type, let violations)): throw ProblemDetails.invalidParams(type: type, violations)
         }
-        // Params can only be over the limit when the whole body is.
-        if body.readableBytes > configuration.maxParamsBytes,
+        // Encoded here, params are at most twice their size in the body (the
+        // encoder escapes `/`): only a body that large can hold params over the limit.
+        if body.readableBytes * 2 > configuration.maxParamsBytes,
            try WireFormat.encode(submission.params).count > configuration.maxParamsBytes {
             throw ProblemDetails.paramsTooLarge(limit: configuration.maxParamsBytes)
         }

@@ -159,7 +159,9 @@ extension ProblemDetails {
 }
 
 /// Turns every error (ours, the router's, an unexpected one) into a problem
-/// body, so no client ever sees an empty or HTML error.
+/// body, so no client ever sees an empty or HTML error. It answers with the
+/// response rather than rethrowing, so the middleware outside it (CORS,
+/// metrics) treats an error answer like any other.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     let bodyLimit: Int
     let logger: Logger
@@ -167,10 +169,18 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch {
+            return try problem(for: error, request: request).response(from: request, context: context)
+        }
+    }
+
+    private func problem(for error: any Error, request: Request) -> ProblemDetails {
+        do {
+            throw error
         } catch let problem as ProblemDetails {
-            throw problem
+            return problem
         } catch is NIOTooManyBytesError {
-            throw ProblemDetails.bodyTooLarge(limit: bodyLimit)
+            return ProblemDetails.bodyTooLarge(limit: bodyLimit)
         } catch let error as any HTTPResponseError {
             // The router says 404 for a known path with another method; that is a 405.
             let allowed = Endpoint.methods(allowedOn: request.uri.path)
@@ -178,17 +188,17 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 var problem = ProblemDetails.http(.methodNotAllowed, detail: "\(request.method) is not allowed on \(request.uri.path); "
                                                   + "allowed: \(allowed.map(\.rawValue).joined(separator: ", "))")
                 problem.allow = allowed.map(\.rawValue).joined(separator: ", ")
-                throw problem
+                return problem
             }
             let detail: String = switch error.status {
             case .notFound: "no route matches \(request.method) \(request.uri.path)"
             case .methodNotAllowed: "\(request.method) is not allowed on \(request.uri.path)"
             default: error.status.reasonPhrase
             }
-            throw ProblemDetails.http(error.status, detail: detail)
+            return ProblemDetails.http(error.status, detail: detail)
         } catch {
             logger.error("unexpected error", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            throw ProblemDetails(type: ProblemDetails.typeBase + "internal-error", title: "Internal error",
+            return ProblemDetails(type: ProblemDetails.typeBase + "internal-error", title: "Internal error",
                                  status: .internalServerError, detail: "the gateway failed to handle this request")
         }
     }

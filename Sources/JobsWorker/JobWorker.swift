@@ -46,7 +46,10 @@ public final class JobWorker: Service {
             configuration: consumerKafka, groupID: configuration.groupID, topics: [topics.commands],
             listener: PartitionHandover(tracker: tracker, admission: admission, running: running,
                                         timeout: configuration.revokeTimeout, logger: logger),
-            bufferCapacity: configuration.concurrency * 2, logger: logger
+            // At least 64 commands read ahead: each pause and resume of the
+            // partitions drops what was fetched and costs a new fetch, and with a
+            // buffer of a few commands a small worker did that for every job.
+            bufferCapacity: max(configuration.concurrency * 2, 64), logger: logger
         )
         logger.info("worker started", metadata: [
             "group": "\(configuration.groupID)", "concurrency": "\(configuration.concurrency)",

@@ -58,7 +58,7 @@ struct APIDocumentTests {
     @Test("served, it describes each job type's params, and its JSON and YAML forms agree")
     func servedDocument() async throws {
         let echo = JobTypeDescriptor(name: "echo", summary: "Echoes.", params: ParamsSchema([.init("text", .string(maxLength: 10), required: true)]))
-        try await TestCluster().withGateway(worker: false, configure: { $0.jobTypes.append(echo) }) { client in
+        try await TestCluster().withGateway(worker: false, configure: { $0.jobTypes.append(echo); $0.maxPageSize = 120 }) { client in
             let json = try await client.request(.get, "/openapi.json")
             #expect(json.status == .ok)
             #expect(json.headers[.contentType] == "application/json")
@@ -71,6 +71,8 @@ struct APIDocumentTests {
             let sleepSteps = alternatives[2]["properties"]?["params"]?["properties"]?["steps"]?["type"]
             #expect(sleepSteps == ["integer", "null"])
             #expect(document["security"] == .array([]), "authentication is off in this gateway, and the document says so")
+            let limit = document["paths"]?["/jobs"]?["get"]?["parameters"]?.arrayValue?.first { $0["name"] == "limit" }
+            #expect(limit?["schema"]?["maximum"] == 120, "the page size bound is this gateway's")
 
             let yaml = try await client.request(.get, "/openapi.yaml")
             #expect(yaml.headers[.contentType]?.hasPrefix("application/yaml") == true)

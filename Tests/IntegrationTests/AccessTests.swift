@@ -136,6 +136,11 @@ struct AccessTests {
             #expect(preflight.headers[.accessControlAllowOrigin] == "https://app.example")
             #expect(preflight.headers[.accessControlAllowMethods]?.contains("POST") == true)
             #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("authorization") == true)
+            // Error answers too, so a page can read Retry-After or WWW-Authenticate.
+            let problem = try await client.request(.get, "/jobs?limit=0", headers: [.origin: "https://app.example"])
+            #expect(problem.status == .badRequest)
+            #expect(problem.headers[.accessControlAllowOrigin] == "https://app.example")
+            #expect(problem.headers[.accessControlExposeHeaders]?.contains("Retry-After") == true)
             let other = try await client.request(.get, "/jobs", headers: [.origin: "https://evil.example"])
             #expect(other.headers[.accessControlAllowOrigin] == nil)
         }

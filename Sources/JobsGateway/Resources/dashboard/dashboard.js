@@ -705,10 +705,10 @@
     }
   }
 
-  // The stream is filtered by type only: with a status filter, the server
-  // would not send the change that takes a shown job out of that status (a
-  // running job that ends), and its row would stay stale. Statuses are
-  // filtered here instead (mergeSnapshot inserts only matching jobs).
+  // The stream is filtered by type only, and statuses here (mergeSnapshot
+  // inserts only matching jobs): a row that leaves the status filter stays
+  // shown with its new status until the list is reloaded, rather than
+  // vanishing under the reader's eyes.
   function subscribe() {
     state.stream?.stop();
     const filters = { type: state.filters.type };
