@@ -4,7 +4,7 @@ import JobsGateway
 import Testing
 import Yams
 
-@Suite("The OpenAPI document matches the server")
+@Suite("The OpenAPI document matches the server", .serialized, .timeLimit(.minutes(3)))
 struct APIDocumentTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let methods = ["get", "post", "put", "patch", "delete", "head", "options"]

@@ -4,7 +4,7 @@ import JobsCore
 import JobsGateway
 import Testing
 
-@Suite("API keys, scopes, CORS and limits")
+@Suite("API keys, scopes, CORS and limits", .serialized, .timeLimit(.minutes(3)))
 struct AccessTests {
     static let readerToken = "reader-token-0123456789"
     static let submitterToken = "submitter-token-0123456789"

@@ -43,40 +43,54 @@ func readEventStream(
     request.headers.add(name: "connection", value: "close")
     let prepared = request
     let progress = ReadingSoFar()
-    return try await withThrowingTaskGroup(of: EventStreamReading?.self) { group in
-        group.addTask {
-            let response = try await HTTPClient.shared.execute(prepared, timeout: .seconds(60))
-            progress.value.withLock { $0.status = Int(response.status.code) }
-            var text = ""
-            for try await buffer in response.body {
-                text += String(buffer: buffer)
-                var events: [ReceivedEvent] = []
-                while let range = text.range(of: "\n\n") {
-                    let frame = String(text[..<range.lowerBound])
-                    text = String(text[range.upperBound...])
-                    if let event = parseFrame(frame) { events.append(event) }
+    // Raced by hand rather than in a task group: a group waits for its reading
+    // task, and a body iteration blocked on a silent stream may not end promptly
+    // when cancelled. The reader is cancelled and left behind at the timeout.
+    let outcome: Result<EventStreamReading, any Error>? = await withCheckedContinuation { continuation in
+        let reader = Task {
+            do {
+                let response = try await HTTPClient.shared.execute(prepared, timeout: .seconds(60))
+                progress.value.withLock { $0.status = Int(response.status.code) }
+                var text = ""
+                for try await buffer in response.body {
+                    text += String(buffer: buffer)
+                    var events: [ReceivedEvent] = []
+                    while let range = text.range(of: "\n\n") {
+                        let frame = String(text[..<range.lowerBound])
+                        text = String(text[range.upperBound...])
+                        if let event = parseFrame(frame) { events.append(event) }
+                    }
+                    let reading = progress.value.withLock { reading in
+                        reading.events += events
+                        reading.body = text
+                        return reading
+                    }
+                    if enough(reading.events) {
+                        if progress.claim() { continuation.resume(returning: .success(reading)) }
+                        return
+                    }
                 }
                 let reading = progress.value.withLock { reading in
-                    reading.events += events
-                    reading.body = text
+                    reading.ended = true
                     return reading
                 }
-                if enough(reading.events) { return reading }
-            }
-            return progress.value.withLock { reading in
-                reading.ended = true
-                return reading
+                if progress.claim() { continuation.resume(returning: .success(reading)) }
+            } catch {
+                if progress.claim() { continuation.resume(returning: .failure(error)) }
             }
         }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
+        Task {
+            try? await Task.sleep(for: timeout)
+            if progress.claim() {
+                reader.cancel()
+                continuation.resume(returning: nil)
+            }
         }
-        let first = try await group.next()!
-        group.cancelAll()
-        if first == nil, leaveAtTimeout { return progress.value.withLock { $0 } }
-        return try #require(first, "the event stream \(path) gave no answer within \(timeout)")
     }
+    if let outcome { return try outcome.get() }
+    if leaveAtTimeout { return progress.value.withLock { $0 } }
+    Issue.record("the event stream \(path) gave no answer within \(timeout)")
+    throw CancellationError()
 }
 
 /// A frame's fields; nil for a frame of comments or `retry:` only. A frame of
@@ -101,7 +115,14 @@ private func parseFrame(_ frame: String) -> ReceivedEvent? {
     return hasData || event.event != nil || event.id != nil ? event : nil
 }
 
-/// What a reader has seen so far, for a reader that leaves before the end.
+/// What a reader has seen so far, for a reader that leaves before the end, and
+/// who answers first: the reader or the timeout.
 private final class ReadingSoFar: Sendable {
     let value = Mutex(EventStreamReading(status: 0, events: [], ended: false, body: ""))
+    private let answered = Mutex(false)
+
+    /// True for the first caller only.
+    func claim() -> Bool {
+        answered.withLock { answered in defer { answered = true }; return !answered }
+    }
 }

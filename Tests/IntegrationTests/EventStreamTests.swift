@@ -3,7 +3,7 @@ import JobsCore
 import JobsGateway
 import Testing
 
-@Suite("Server-Sent Events: one job, every job, resume")
+@Suite("Server-Sent Events: one job, every job, resume", .serialized, .timeLimit(.minutes(3)))
 struct EventStreamTests {
     @Test("a job's stream starts with its current state, follows every change in order, and ends after the terminal one")
     func jobStreamFollowsToTheEnd() async throws {

@@ -3,7 +3,7 @@ import JobsCore
 import JobsGateway
 import Testing
 
-@Suite("GET /jobs: filters, pages, refusals")
+@Suite("GET /jobs: filters, pages, refusals", .serialized, .timeLimit(.minutes(3)))
 struct ListingTests {
     struct ListBody: Decodable {
         let jobs: [JobSnapshot]
@@ -50,21 +50,25 @@ struct ListingTests {
         }
     }
 
-    @Test("refuses a bad query with a 400 naming the parameter", arguments: [
+    static let badQueries = [
         ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=ten", "limit"), ("?limit=1&limit=2", "limit"),
         ("?status=done", "status"), ("?cursor=not-a-cursor", "cursor"), ("?createdSince=yesterday", "createdSince"),
         ("?createdUntil=2026-13-01", "createdUntil"), ("?state=running", "state"),
-    ])
-    func refusesBadQueries(query: String, parameter: String) async throws {
+    ]
+
+    @Test("refuses a bad query with a 400 naming the parameter")
+    func refusesBadQueries() async throws {
         try await TestCluster().withGateway(worker: false) { client in
-            let reply = try await client.request(.get, "/jobs\(query)")
-            #expect(reply.status == .badRequest)
-            #expect(reply.headers[.contentType] == "application/problem+json")
-            struct Body: Decodable { let type: String; let parameters: [ParameterViolation] }
-            struct ParameterViolation: Decodable { let parameter: String }
-            let body = try JSONDecoder().decode(Body.self, from: Data(buffer: reply.body))
-            #expect(body.type == "/problems/invalid-query")
-            #expect(body.parameters.map(\.parameter) == [parameter])
+            for (query, parameter) in Self.badQueries {
+                let reply = try await client.request(.get, "/jobs\(query)")
+                #expect(reply.status == .badRequest, "\(query)")
+                #expect(reply.headers[.contentType] == "application/problem+json")
+                struct Body: Decodable { let type: String; let parameters: [ParameterViolation] }
+                struct ParameterViolation: Decodable { let parameter: String }
+                let body = try JSONDecoder().decode(Body.self, from: Data(buffer: reply.body))
+                #expect(body.type == "/problems/invalid-query", "\(query)")
+                #expect(body.parameters.map(\.parameter) == [parameter], "\(query)")
+            }
         }
     }
 
