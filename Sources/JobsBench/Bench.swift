@@ -19,7 +19,7 @@ struct Bench: AsyncParsableCommand {
     )
 }
 
-/// Every workload of docs/benchmarks.md, in order, each bounded in count and time.
+/// Every workload of the README's "Benchmark" section, in order, each bounded in count and time.
 struct All: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Runs every workload (use --quick for a smoke run of seconds).")
 
