@@ -132,20 +132,24 @@ struct EventStreamTests {
     func streamsPerClientAreLimited() async throws {
         try await TestCluster().withGateway(worker: false, configure: { $0.maxStreamsPerClient = 2 }) { client in
             let port = try #require(client.port)
-            // Each holder leaves after 3 s, long before a keep-alive is due.
-            let holders = (0..<2).map { _ in
-                Task { try await readEventStream(port: port, "/events", timeout: .seconds(3), leaveAtTimeout: true) }
+            // Streams held by curl processes: stopping one closes its socket for certain.
+            func holder(_ name: String) throws -> ChildProcess {
+                try ChildProcess("/usr/bin/curl", ["-sN", "http://127.0.0.1:\(port)/events"], name: name)
             }
-            try await Task.sleep(for: .milliseconds(500))
+            let holders = try (0..<2).map { try holder("stream-holder-\($0)") }
+            // Each stream opens with a `retry:` frame: both are granted.
+            for held in holders { try await held.waitForLog("retry:", timeout: .seconds(20)) }
             let refused = try await client.request(.get, "/events")
             #expect(refused.status == .tooManyRequests)
             #expect(try refused.problem().type == "/problems/too-many-streams")
             #expect(refused.headers[.retryAfter] != nil)
-            for holder in holders { #expect(try await holder.value.status == 200) }
-            // The server notices the clients left without waiting for a keep-alive write.
-            try await Task.sleep(for: .milliseconds(500))
-            let again = try await readEventStream(port: port, "/events") { _ in true }
-            #expect(again.status == 200)
+            // SIGKILL: a child spawned by the test process inherits its ignored SIGTERM.
+            for held in holders { await held.stop(SIGKILL) }
+            // The server notices the clients left without waiting for a keep-alive
+            // write (15 s away): a new stream is granted within seconds.
+            let again = try holder("stream-holder-again")
+            try await again.waitForLog("retry:", timeout: .seconds(5))
+            await again.stop(SIGKILL)
         }
     }
 
