@@ -84,8 +84,7 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
                               at now: Date = Date()) -> JobSnapshot {
         // In whole milliseconds, as the wire carries it: the submitting gateway's
         // own copy then lists and filters exactly as every other reader's does.
-        let created = Date(timeIntervalSince1970: (now.timeIntervalSince1970 * 1000).rounded() / 1000)
-        return JobSnapshot(id: id, type: type, params: params, createdAt: created, maxAttempts: maxAttempts, timeoutMs: timeoutMs,
+        JobSnapshot(id: id, type: type, params: params, createdAt: WireFormat.wholeMilliseconds(now), maxAttempts: maxAttempts, timeoutMs: timeoutMs,
                     idempotencyKey: idempotencyKey, orderingKey: orderingKey)
     }
 }

@@ -47,7 +47,7 @@ public enum WireFormat {
 
     /// The same instant as `Date(timeIntervalSince1970: ms / 1000)`, so that a
     /// decoded time equals the one that was encoded.
-    private static func wholeMilliseconds(_ date: Date) -> Date {
+    static func wholeMilliseconds(_ date: Date) -> Date {
         Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)
     }
 

@@ -29,14 +29,10 @@ public struct APIKey: Sendable, Equatable {
         self.digest = digest
     }
 
-    public func allows(_ scope: Scope) -> Bool {
-        scopes.contains(.admin) || scopes.contains(scope)
-    }
-
     /// The token's digest in hex: configure `NAME:SCOPES:sha256:<this>` to keep
     /// the token itself out of the configuration.
     public var digestHex: String {
-        digest.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        digest.map { String(format: "%02x", $0) }.joined()
     }
 
     /// Parses `NAME:SCOPES:SECRET`, the form of `--api-key` and `JOBS_API_KEYS`:

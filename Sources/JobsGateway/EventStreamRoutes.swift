@@ -37,20 +37,9 @@ struct EventStreamRoutes: Sendable {
         logger.debug("job event stream opened", metadata: ["job.id": "\(id)", "client": "\(context.clientIdentity)"])
         let alreadySeen = resumeFrom.map { $0.epoch == current.position.epoch && $0.sequence >= current.position.sequence } ?? false
         return eventStream(request, subscription: subscription, lease: lease) { write in
-            var through = current.position.sequence
             if !alreadySeen { try await write(.job(current)) }
             if current.snapshot.status.isTerminal { return }
-            for await item in subscription.items {
-                switch item {
-                case .keepAlive:
-                    try await write(.keepAlive)
-                case .change(let change):
-                    guard change.position.sequence > through else { continue }
-                    through = change.position.sequence
-                    try await write(.job(change))
-                    if change.snapshot.status.isTerminal { return }
-                }
-            }
+            try await Self.forward(subscription, after: current.position.sequence, write: write) { $0.status.isTerminal }
         }
     }
 
@@ -87,14 +76,26 @@ struct EventStreamRoutes: Sendable {
                 // A client that sees no change before it reconnects still has a position to resume from.
                 try await write(.position(opened))
             }
-            for await item in subscription.items {
-                switch item {
-                case .keepAlive:
-                    try await write(.keepAlive)
-                case .change(let change):
-                    guard change.position.sequence > through else { continue }
-                    try await write(.job(change))
-                }
+            try await Self.forward(subscription, after: through, write: write) { _ in false }
+        }
+    }
+
+    /// Writes the feed's keep-alives and its changes later than `through` (earlier
+    /// ones were already sent), until the feed ends or a change `isLast`.
+    private static func forward(
+        _ subscription: JobChangeFeed.Subscription, after through: UInt64,
+        write: (ServerSentEvent) async throws -> Void, until isLast: (JobSnapshot) -> Bool
+    ) async throws {
+        var through = through
+        for await item in subscription.items {
+            switch item {
+            case .keepAlive:
+                try await write(.keepAlive)
+            case .change(let change):
+                guard change.position.sequence > through else { continue }
+                through = change.position.sequence
+                try await write(.job(change))
+                if isLast(change.snapshot) { return }
             }
         }
     }

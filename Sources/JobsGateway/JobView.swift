@@ -145,8 +145,11 @@ public final class JobView: Service {
             if let changed {
                 state.count(previous, changed)
                 let position = JobListPosition(changed)
-                if let previous, JobListPosition(previous) != position { state.listIndex.remove(JobListPosition(previous)) }
-                if previous.map({ JobListPosition($0) != position }) ?? true { state.listIndex.insert(position) }
+                let old = previous.map(JobListPosition.init)
+                if old != position {
+                    if let old { state.listIndex.remove(old) }
+                    state.listIndex.insert(position)
+                }
                 state.changeSequence += 1
                 state.lastChange[snapshot.id] = state.changeSequence
                 // Under the lock, so every subscriber sees changes in sequence order.

@@ -175,13 +175,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private func problem(for error: any Error, request: Request) -> ProblemDetails {
-        do {
-            throw error
-        } catch let problem as ProblemDetails {
+        switch error {
+        case let problem as ProblemDetails:
             return problem
-        } catch is NIOTooManyBytesError {
+        case is NIOTooManyBytesError:
             return ProblemDetails.bodyTooLarge(limit: bodyLimit)
-        } catch let error as any HTTPResponseError {
+        case let error as any HTTPResponseError:
             // The router says 404 for a known path with another method; that is a 405.
             let allowed = Endpoint.methods(allowedOn: request.uri.path)
             if error.status == .notFound, !allowed.isEmpty {
@@ -196,10 +195,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             default: error.status.reasonPhrase
             }
             return ProblemDetails.http(error.status, detail: detail)
-        } catch {
+        default:
             logger.error("unexpected error", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             return ProblemDetails(type: ProblemDetails.typeBase + "internal-error", title: "Internal error",
-                                 status: .internalServerError, detail: "the gateway failed to handle this request")
+                                  status: .internalServerError, detail: "the gateway failed to handle this request")
         }
     }
 }
