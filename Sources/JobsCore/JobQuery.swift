@@ -72,34 +72,48 @@ public struct JobPage: Sendable {
 }
 
 /// Every job's listing position, oldest first, so a newest-first page is a walk
-/// back from the end (or from a cursor). Jobs mostly arrive in creation order,
-/// so an insert is nearly always an append.
+/// back from the end (or from a cursor).
+///
+/// Live jobs mostly arrive in creation order, so an insert is nearly always an
+/// append. A replay does not: a restarted gateway reads the status topic one
+/// partition batch at a time, so creation times arrive interleaved, and a sorted
+/// insert into a million positions moves megabytes each time. Out-of-order inserts
+/// and removals therefore wait in small side sets and are merged in one pass when
+/// those grow past a fraction of the index, or before a page is read: a constant
+/// amortized cost per change instead of one proportional to the index.
 public struct JobListIndex: Sendable {
-    private var positions: [JobListPosition] = []
+    /// Ordered; may still hold positions that `removals` names.
+    private var sorted: [JobListPosition] = []
+    /// Inserted out of order and not merged yet; never in `sorted`.
+    private var arrivals: Set<JobListPosition> = []
+    /// Removed from `sorted` but not yet taken out of it.
+    private var removals: Set<JobListPosition> = []
 
     public init() {}
 
-    public var count: Int { positions.count }
+    public var count: Int { sorted.count - removals.count + arrivals.count }
 
     public mutating func insert(_ position: JobListPosition) {
-        if let last = positions.last, last < position {
-            positions.append(position)
-            return
+        if arrivals.isEmpty, removals.isEmpty, sorted.last.map({ $0 < position }) ?? true {
+            sorted.append(position)
+        } else if contains(sortedAt: position) {
+            removals.remove(position)
+        } else {
+            arrivals.insert(position)
+            mergeIfLarge()
         }
-        let index = lowerBound(position)
-        guard index == positions.endIndex || positions[index] != position else { return }
-        positions.insert(position, at: index)
     }
 
     public mutating func remove(_ position: JobListPosition) {
-        let index = lowerBound(position)
-        if index < positions.endIndex, positions[index] == position { positions.remove(at: index) }
+        if arrivals.remove(position) == nil, contains(sortedAt: position) {
+            removals.insert(position)
+            mergeIfLarge()
+        }
     }
 
-    /// Removes many positions in one pass (a retention sweep).
+    /// Removes many positions (a retention sweep).
     public mutating func remove(_ removed: Set<JobListPosition>) {
-        guard !removed.isEmpty else { return }
-        positions.removeAll { removed.contains($0) }
+        for position in removed { remove(position) }
     }
 
     /// Up to `limit` jobs matching `filter`, newest first, starting after `cursor`.
@@ -107,8 +121,10 @@ public struct JobListIndex: Sendable {
     /// At most `scanBudget` positions are looked at, so a filter that matches
     /// little answers promptly with a short page (and a cursor to go on) rather
     /// than walking a million jobs in one request.
-    public func page(_ filter: JobFilter, limit: Int, after cursor: JobListPosition?, scanBudget: Int = 100_000,
-                     lookup: (JobID) -> JobSnapshot?) -> JobPage {
+    public mutating func page(_ filter: JobFilter, limit: Int, after cursor: JobListPosition?, scanBudget: Int = 100_000,
+                              lookup: (JobID) -> JobSnapshot?) -> JobPage {
+        merge()
+        let positions = sorted
         var end = cursor.map(lowerBound) ?? positions.endIndex
         if let until = filter.createdUntil {
             end = min(end, lowerBound(JobListPosition(createdAtMillis: JobListPosition.millis(until), id: JobID(rawValue: ""))))
@@ -131,11 +147,42 @@ public struct JobListIndex: Sendable {
         return JobPage(jobs: jobs, next: nil)
     }
 
+    private func contains(sortedAt position: JobListPosition) -> Bool {
+        let index = lowerBound(position)
+        return index < sorted.endIndex && sorted[index] == position
+    }
+
+    /// Merges once the side sets hold an eighth of the index (at least 4,096):
+    /// each merge is one pass, so a change costs about eight moves on average.
+    private mutating func mergeIfLarge() {
+        if arrivals.count + removals.count > max(4096, sorted.count / 8) { merge() }
+    }
+
+    /// Folds the side sets into `sorted` in one pass.
+    private mutating func merge() {
+        guard !arrivals.isEmpty || !removals.isEmpty else { return }
+        let incoming = arrivals.sorted()
+        var merged: [JobListPosition] = []
+        merged.reserveCapacity(count)
+        var next = incoming.startIndex
+        for position in sorted where !removals.contains(position) {
+            while next < incoming.endIndex, incoming[next] < position {
+                merged.append(incoming[next])
+                next += 1
+            }
+            merged.append(position)
+        }
+        merged.append(contentsOf: incoming[next...])
+        sorted = merged
+        arrivals.removeAll()
+        removals.removeAll()
+    }
+
     private func lowerBound(_ position: JobListPosition) -> Int {
-        var low = 0, high = positions.count
+        var low = 0, high = sorted.count
         while low < high {
             let middle = (low + high) / 2
-            if positions[middle] < position { low = middle + 1 } else { high = middle }
+            if sorted[middle] < position { low = middle + 1 } else { high = middle }
         }
         return low
     }

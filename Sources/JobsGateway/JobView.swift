@@ -86,7 +86,8 @@ public final class JobView: Service {
     /// A page of jobs matching `filter`, newest first (see ``JobListIndex``).
     public func page(_ filter: JobFilter, limit: Int, after cursor: JobListPosition?) -> JobPage {
         state.withLock { state in
-            state.listIndex.page(filter, limit: limit, after: cursor) { state.table[$0] }
+            let table = state.table
+            return state.listIndex.page(filter, limit: limit, after: cursor) { table[$0] }
         }
     }
 
