@@ -61,18 +61,28 @@ struct JobRoutes: Sendable {
         let job = JobSnapshot.queued(type: submission.type, params: submission.params, maxAttempts: submission.maxAttempts,
                                      timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey,
                                      orderingKey: submission.orderingKey)
+        // The command and the queued snapshot go out together, so a submit waits
+        // for one acknowledgement round trip, not two in a row.
+        async let queuedSnapshot: KafkaError? = {
+            do throws(KafkaError) { try await commands.publishStatus(job) } catch { return error }
+            return nil
+        }()
         do throws(KafkaError) {
             try await commands.start(job)
         } catch {
             logger.warning("start command not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+            if await queuedSnapshot == nil {
+                // The job was not accepted, but its queued snapshot landed: withdraw
+                // it, so no reader shows a job that will never run.
+                do throws(KafkaError) { try await commands.tombstone(job.id) } catch {
+                    logger.error("queued snapshot of a refused job not withdrawn", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+                }
+            }
             throw ProblemDetails.brokerUnavailable("the job could not be queued in time (\(error.code)); it was not accepted")
         }
         view.apply(job)
         metrics.submitted(type: job.type)
-        do {
-            // Makes the job visible to every replica (and to outside consumers) while it waits.
-            try await commands.publishStatus(job)
-        } catch {
+        if let error = await queuedSnapshot {
             // The command is safely queued: the job exists and runs; its first worker snapshot will show it.
             logger.warning("queued snapshot not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
         }

@@ -40,6 +40,12 @@ public final class EmbeddedKafkaCluster: Sendable {
         _ = rd_kafka_mock_broker_set_up(cluster.pointer, brokerID)
     }
 
+    /// Makes `broker` the leader of one partition, so a test can fail one topic's
+    /// writes (by taking its leader down) while other topics stay up.
+    public func setPartitionLeader(topic: String, partition: Int32, broker brokerID: Int32) {
+        _ = rd_kafka_mock_partition_set_leader(cluster.pointer, topic, partition, brokerID)
+    }
+
     /// Adds `milliseconds` of round-trip time to every request the broker answers.
     public func setRoundTripTime(_ milliseconds: Int32, broker brokerID: Int32 = 1) {
         _ = rd_kafka_mock_broker_set_rtt(cluster.pointer, brokerID, milliseconds)

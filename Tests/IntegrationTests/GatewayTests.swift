@@ -224,4 +224,39 @@ struct BadInputTests {
         #expect(try await system.recordCount(system.topics.commands) == 1)
         #expect(try await system.recordCount(system.topics.status) == 1)
     }
+
+    @Test("a submit whose command fails while its queued snapshot lands is refused, and the snapshot is withdrawn")
+    func refusedSubmitWithdrawsItsQueuedSnapshot() async throws {
+        // The command and the queued snapshot are sent together; here only the
+        // commands topic's broker is down, so only the snapshot lands.
+        let system = try TestCluster(partitions: 1, brokers: 2)
+        for topic in system.topics.all {
+            system.cluster.setPartitionLeader(topic: topic, partition: 0, broker: topic == system.topics.commands ? 2 : 1)
+        }
+        try await system.withGateway(worker: false, commandTimeout: .seconds(1)) { client in
+            let warm = try await client.submit(#"{"type":"noop"}"#)
+            system.cluster.setBrokerDown(2)
+            let reply = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#)
+            #expect(reply.status == .serviceUnavailable)
+            #expect(try reply.problem().type == "/problems/broker-unavailable")
+            // The status topic holds the warm-up job, then the refused job's queued snapshot and its tombstone.
+            let ids = try await system.statusEvents(timeout: .seconds(10)) { $0.count >= 2 }.map(\.id)
+            #expect(ids.count == 2 && ids.first == warm.id)
+            #expect(try await system.recordCount(system.topics.status) == 3)
+            // Every view, this gateway's included, forgets it.
+            struct Listing: Decodable { let jobs: [JobSnapshot] }
+            var listed: [JobID] = []
+            for _ in 0..<100 {
+                let page = try await client.request(.get, "/jobs")
+                listed = try WireFormat.decode(Listing.self, from: Array(buffer: page.body)).jobs.map(\.id)
+                if listed == [warm.id] { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(listed == [warm.id])
+            if let refused = ids.last, refused != warm.id {
+                #expect(try await client.request(.get, "/jobs/\(refused)").status == .notFound)
+            }
+            system.cluster.setBrokerUp(2)
+        }
+    }
 }

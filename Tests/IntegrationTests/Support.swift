@@ -15,8 +15,8 @@ struct TestCluster {
     let cluster: EmbeddedKafkaCluster
     let topics = TopicNames(prefix: "jobs")
 
-    init(partitions: Int32 = 3) throws {
-        cluster = try EmbeddedKafkaCluster(logger: .quiet)
+    init(partitions: Int32 = 3, brokers: Int = 1) throws {
+        cluster = try EmbeddedKafkaCluster(brokers: brokers, logger: .quiet)
         for topic in topics.all { try cluster.createTopic(topic, partitions: partitions) }
     }
 
