@@ -19,6 +19,9 @@ final class GatewayMetrics: Service {
     private let factory: PrometheusMetricsFactory
     private let lagProbe: ConsumerGroupLag?
     private let logger: Logger
+    /// Made once: they are set on every change the view folds, and making a
+    /// metric looks it up in the registry under a lock.
+    private let jobCounts: [JobStatus: Metrics.Gauge]
 
     init(registry: PrometheusCollectorRegistry, lagProbe: ConsumerGroupLag?, logger: Logger) {
         self.registry = registry
@@ -28,6 +31,9 @@ final class GatewayMetrics: Service {
                                  .seconds(600), .seconds(3600)]
         factory.durationHistogramBuckets = ["jobs_queue_wait_seconds": waits, "jobs_run_seconds": waits]
         self.factory = factory
+        self.jobCounts = Dictionary(uniqueKeysWithValues: JobStatus.allCases.map { status in
+            (status, Gauge(label: "jobs", dimensions: [("status", status.rawValue)], factory: factory))
+        })
         self.lagProbe = lagProbe
         self.logger = logger
     }
@@ -61,9 +67,7 @@ final class GatewayMetrics: Service {
 
     /// Jobs in the view by status (all of them, including replayed history).
     func setJobCounts(_ counts: [JobStatus: Int]) {
-        for status in JobStatus.allCases {
-            Gauge(label: "jobs", dimensions: [("status", status.rawValue)], factory: factory).record(counts[status] ?? 0)
-        }
+        for (status, gauge) in jobCounts { gauge.record(counts[status] ?? 0) }
     }
 
     private func record(_ label: String, type: String, seconds: Double) {
