@@ -6,6 +6,7 @@
 # headers, for the example worker's database (Examples/custom-worker, GRDB).
 # For the dashboard's browser test (scripts/browser-test.sh): Chromium and its
 # chromedriver from Debian, and Selenium from PyPI (pip) when python3 lacks it.
+# wrk, the benchmark's load generator (jobs-bench; scripts/test.sh runs a smoke run).
 # Safe to run again; it does nothing when they are there.
 set -euo pipefail
 missing=()
@@ -23,6 +24,9 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if [ ! -x /usr/bin/chromedriver ]; then
     missing+=(chromium-driver)
+fi
+if ! command -v wrk >/dev/null; then
+    missing+=(wrk)
 fi
 if ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)

@@ -35,12 +35,11 @@ struct All: AsyncParsableCommand {
         if !wanted.isDisjoint(with: ["submit", "e2e", "cancel", "reads"]) {
             let system = try await Deployment(port: 18180, partitions: 12, workers: 2, concurrency: 128)
             try await system.waitForWorkers(2)
-            var ids: [JobID] = []
-            if wanted.contains("submit") { ids = try await submit(system, jobs: jobs) }
+            if wanted.contains("submit") { try await submit(system, jobs: jobs) }
             if wanted.contains("e2e") { try await endToEnd(system, jobs: jobs) }
             if wanted.contains("cancel") { try await cancel(system, jobs: quick ? 20 : 200) }
             if wanted.contains("reads") {
-                if ids.isEmpty { ids = try await submit(system, jobs: 1000, report: false) }
+                let ids = try await submitted(system, jobs: 1000)
                 try await reads(system, ids: ids, duration: quick ? .seconds(1) : .seconds(10))
             }
             await system.shutdown()
@@ -50,44 +49,46 @@ struct All: AsyncParsableCommand {
     }
 
     /// 1. POST /jobs (noop) at 64 connections.
-    func submit(_ system: Deployment, jobs: Int, report: Bool = true) async throws -> [JobID] {
-        let ids = IDs()
-        let (client, base) = (system.client, system.base)
-        let cpuBefore = cpuSeconds()
-        let (latencies, seconds) = try await load(connections: 64, total: jobs) { _ in
-            let reply = try await send(client, "POST", base + "/jobs", body: #"{"type":"noop"}"#)
-            guard reply.status == .accepted else { throw BenchError("POST answered \(reply.status)") }
-            ids.append(try reply.snapshot.id)
-        }
-        if report {
-            printLine(workload: "submit", [
-                "requests": Double(jobs), "requests_per_s": Double(jobs) / seconds,
-                "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
-                "loadgen_cpu_share": (cpuSeconds() - cpuBefore) / (seconds * Double(ProcessInfo.processInfo.activeProcessorCount)),
-            ])
-        }
-        return ids.all
+    func submit(_ system: Deployment, jobs: Int) async throws {
+        let result = try await Wrk().run(base: system.base, method: "POST", path: "/jobs", body: #"{"type":"noop"}"#,
+                                   expectedStatus: 202, requests: jobs, duration: .seconds(120))
+        printLine(workload: "submit", [
+            "requests": Double(result.requests), "requests_per_s": result.requestsPerSecond,
+            "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "loadgen_cpu_share": result.cpuShare,
+        ])
     }
 
     /// 2. From the first POST until every job is `succeeded` in the view.
+    ///
+    /// The gateway's own count of accepted jobs says how many must succeed: wrk
+    /// stops after a count of answers, and a request in flight then may still be accepted.
     func endToEnd(_ system: Deployment, jobs: Int) async throws {
         try await drain(system)
-        let before = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#)
-        let (client, base) = (system.client, system.base)
+        let accepted = #"jobs_submitted_total{type="noop"}"#, succeeded = #"jobs{status="succeeded"}"#
+        let acceptedBefore = try await metric(system.client, base: system.base, accepted)
+        let succeededBefore = try await metric(system.client, base: system.base, succeeded)
         let started = ContinuousClock.now
-        _ = try await load(connections: 64, total: jobs) { _ in
-            let reply = try await send(client, "POST", base + "/jobs", body: #"{"type":"noop"}"#)
-            guard reply.status == .accepted else { throw BenchError("POST answered \(reply.status)") }
-        }
+        _ = try await Wrk().run(base: system.base, method: "POST", path: "/jobs", body: #"{"type":"noop"}"#,
+                          expectedStatus: 202, requests: jobs, duration: .seconds(120))
+        let total = try await metric(system.client, base: system.base, accepted) - acceptedBefore
         var done = 0.0
         let deadline = ContinuousClock.now + .seconds(300)
         while ContinuousClock.now < deadline {
-            done = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#) - before
-            if done >= Double(jobs) { break }
+            done = try await metric(system.client, base: system.base, succeeded) - succeededBefore
+            if done >= total { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         let seconds = (ContinuousClock.now - started).seconds
-        printLine(workload: "e2e", ["jobs": Double(jobs), "jobs_per_s": done / seconds, "lost": Double(jobs) - done, "seconds": seconds])
+        printLine(workload: "e2e", ["jobs": total, "jobs_per_s": done / seconds, "lost": total - done, "seconds": seconds])
+    }
+
+    /// `jobs` noop jobs submitted one at a time, for the reads to read.
+    func submitted(_ system: Deployment, jobs: Int) async throws -> [JobID] {
+        var ids: [JobID] = []
+        for _ in 0..<jobs {
+            ids.append(try await send(system.client, "POST", system.base + "/jobs", body: #"{"type":"noop"}"#).snapshot.id)
+        }
+        return ids
     }
 
     /// 3. Long sleep jobs, all running, cancelled one by one.
@@ -121,25 +122,15 @@ struct All: AsyncParsableCommand {
 
     /// 4. GET /jobs/{id} at 64 connections, beside a bare Hummingbird route measured the same way.
     func reads(_ system: Deployment, ids: [JobID], duration: Duration) async throws {
-        let (client, base) = (system.client, system.base)
-        let cpuBefore = cpuSeconds()
-        let (latencies, seconds) = try await load(connections: 64, duration: duration) { index in
-            let reply = try await send(client, "GET", base + "/jobs/\(ids[index % ids.count])")
-            guard reply.status == .ok else { throw BenchError("GET answered \(reply.status)") }
-        }
-        let cpuShare = (cpuSeconds() - cpuBefore) / (seconds * Double(ProcessInfo.processInfo.activeProcessorCount))
+        let result = try await Wrk().run(base: system.base, paths: ids.map { "/jobs/\($0)" }, expectedStatus: 200, duration: duration)
         let reference = try ChildProcess(sibling("jobs-bench"), ["reference-server", "--port", "18190"], name: "reference")
         defer { reference.stop() }
         try await waitUntilReady(system.client, base: "http://127.0.0.1:18190")
-        let (referenceLatencies, referenceSeconds) = try await load(connections: 64, duration: duration) { _ in
-            _ = try await send(client, "GET", "http://127.0.0.1:18190/ready")
-        }
-        let rate = Double(latencies.count) / seconds
-        let referenceRate = Double(referenceLatencies.count) / referenceSeconds
+        let bare = try await Wrk().run(base: "http://127.0.0.1:18190", path: "/ready", expectedStatus: 200, duration: duration)
         printLine(workload: "reads", [
-            "requests_per_s": rate, "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
-            "reference_requests_per_s": referenceRate, "reference_p99_ms": percentile(referenceLatencies, 99),
-            "share_of_reference": rate / referenceRate, "loadgen_cpu_share": cpuShare,
+            "requests_per_s": result.requestsPerSecond, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
+            "reference_requests_per_s": bare.requestsPerSecond, "reference_p99_ms": bare.p99_ms,
+            "share_of_reference": result.requestsPerSecond / bare.requestsPerSecond, "loadgen_cpu_share": result.cpuShare,
         ])
     }
 
@@ -249,13 +240,6 @@ struct All: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(50))
         }
     }
-}
-
-final class IDs: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ids: [JobID] = []
-    func append(_ id: JobID) { lock.lock(); ids.append(id); lock.unlock() }
-    var all: [JobID] { lock.lock(); defer { lock.unlock() }; return ids }
 }
 
 /// The embedded (in-memory) broker as a process of its own, with the job topics.
