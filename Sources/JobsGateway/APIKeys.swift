@@ -110,10 +110,15 @@ public enum Authentication: Sendable {
     /// constant time, so how long the check takes says nothing about any key.
     func caller(authorization: String?) -> Caller? {
         guard case .apiKeys(let keys) = self else { return .anonymous }
-        guard let authorization, authorization.count > 7,
-              authorization.prefix(7).lowercased() == "bearer " else { return nil }
-        let token = authorization.dropFirst(7).trimmingCharacters(in: .whitespaces)
-        let presented = Array(SHA256.hash(data: Array(token.utf8)))
+        // By bytes: this runs on every request, and the scheme and the spaces
+        // around the token are ASCII.
+        guard let authorization else { return nil }
+        let bytes = Array(authorization.utf8)
+        guard bytes.count > 7, bytes[..<6].map({ $0 | 0x20 }) == Array("bearer".utf8), bytes[6] == UInt8(ascii: " ") else { return nil }
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = bytes[7...].firstIndex(where: { !isBlank($0) }),
+              let last = bytes.lastIndex(where: { !isBlank($0) }) else { return nil }
+        let presented = Array(SHA256.hash(data: bytes[first...last]))
         var match: APIKey?
         for key in keys where Self.constantTimeEqual(key.digest, presented) {
             match = key
