@@ -6,7 +6,8 @@ import Synchronization
 /// The machinery behind ``KafkaConsumer`` and ``KafkaTopicReader``: a dedicated
 /// thread that never stops calling `rd_kafka_consumer_poll` (so the group never
 /// evicts us for exceeding `max.poll.interval.ms`), a bounded buffer of events,
-/// and pause/resume of every assigned partition while the buffer is full.
+/// and, for a group member, pause/resume of every assigned partition while the
+/// buffer is full.
 final class ConsumerEngine: Sendable {
     enum Mode: Sendable {
         /// Join `groupID` and subscribe: partitions come and go with rebalances.
@@ -74,11 +75,20 @@ final class ConsumerEngine: Sendable {
         }
 
         while !isClosing {
+            if case .broadcast = mode, buffer.count >= flow.highWater {
+                // A reader has no group to stay in, so it may simply stop polling
+                // while its buffer is full: librdkafka keeps what it prefetched
+                // and stops fetching at its own queue limit. Pausing would throw
+                // the prefetched messages away (librdkafka purges a paused
+                // partition's queue), and a replay would fetch each batch again.
+                usleep(1_000)
+                continue
+            }
             if let message = rd_kafka_consumer_poll(client.pointer, 100) {
                 deliver(message)
                 rd_kafka_message_destroy(message)
             }
-            applyFlowControl()
+            if case .group = mode { applyFlowControl() }
         }
 
         if case .group = mode {

@@ -30,6 +30,9 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
             "enable.auto.commit": "false",
             "enable.partition.eof": "false",
             "fetch.wait.max.ms": "10",  // see KafkaConsumer.defaultProperties
+            // Prefetch up to 16 MiB rather than librdkafka's 64: plenty to keep a
+            // replay busy, and a gateway's memory is mostly its view.
+            "queued.max.messages.kbytes": "16384",
         ])
         // Never joins the group: librdkafka only wants a group id to exist. Group
         // settings meant for a deployment's group consumers don't apply here (and

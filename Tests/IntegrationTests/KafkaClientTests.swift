@@ -28,6 +28,35 @@ struct KafkaClientTests {
         await producer.shutdown()
     }
 
+    @Test("a reader slower than its topic receives every message exactly once, in order per partition")
+    func slowReaderMissesNothing() async throws {
+        // The buffer holds 8 messages: the reader's poll thread stops and starts
+        // many times over, which must neither skip nor repeat a message.
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("t", partitions: 3)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let count = 3000
+        for index in 0..<count {
+            try producer.post(topic: "t", key: Array("k\(index)".utf8), value: Array("\(index)".utf8))
+        }
+        await producer.shutdown()
+
+        let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "t", from: .beginning, bufferCapacity: 8)
+        var offsets: [Int32: [Int64]] = [:]
+        var received = 0
+        for await message in reader {
+            offsets[message.partition, default: []].append(message.offset)
+            received += 1
+            if received % 500 == 0 { try await Task.sleep(for: .milliseconds(50)) }
+            if received == count { break }
+        }
+        #expect(received == count)
+        for (partition, seen) in offsets {
+            #expect(seen == Array(0..<Int64(seen.count)), "partition \(partition)")
+        }
+        await reader.close()
+    }
+
     @Test("a group consumer receives its assignment, then every message, and commits what it stored")
     func groupConsumerCommits() async throws {
         let cluster = try EmbeddedKafkaCluster()
