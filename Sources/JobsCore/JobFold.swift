@@ -77,25 +77,36 @@ public enum JobFold {
 /// Every job's latest snapshot, keyed by id: the gateway's view, and the
 /// worker's ledger of what has already happened.
 public struct JobTable: Sendable {
-    public private(set) var jobs: [JobID: JobSnapshot] = [:]
+    /// Boxed: a dictionary keeps up to twice as many slots as entries, and a
+    /// slot holding a whole snapshot (about 300 bytes) rather than a reference
+    /// made most of a gateway's memory per job.
+    private var entries: [JobID: Entry] = [:]
+
+    private final class Entry: Sendable {
+        let snapshot: JobSnapshot
+        init(_ snapshot: JobSnapshot) { self.snapshot = snapshot }
+    }
 
     public init() {}
 
-    public subscript(id: JobID) -> JobSnapshot? { jobs[id] }
+    public subscript(id: JobID) -> JobSnapshot? { entries[id]?.snapshot }
 
-    public var count: Int { jobs.count }
+    public var count: Int { entries.count }
+
+    /// Every job, in no particular order.
+    public var snapshots: some Sequence<JobSnapshot> { entries.values.lazy.map(\.snapshot) }
 
     /// Forgets a job (its tombstone was read, or it expired from the view).
     @discardableResult
     public mutating func remove(_ id: JobID) -> JobSnapshot? {
-        jobs.removeValue(forKey: id)
+        entries.removeValue(forKey: id)?.snapshot
     }
 
     /// Folds one snapshot in; returns the job's new state when it changed.
     @discardableResult
     public mutating func apply(_ snapshot: JobSnapshot) -> JobSnapshot? {
-        guard let merged = JobFold.merge(jobs[snapshot.id], snapshot) else { return nil }
-        jobs[snapshot.id] = merged
+        guard let merged = JobFold.merge(entries[snapshot.id]?.snapshot, snapshot) else { return nil }
+        entries[snapshot.id] = Entry(merged)
         return merged
     }
 }

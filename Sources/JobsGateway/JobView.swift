@@ -79,7 +79,7 @@ public final class JobView: Service {
     /// Running jobs whose worker is `workerID` and that are not marked stalled yet.
     func unstalledJobs(runningOn workerID: String) -> [JobSnapshot] {
         state.withLock { state in
-            state.table.jobs.values.filter { $0.status == .running && $0.workerID == workerID && !$0.isStalled }
+            state.table.snapshots.filter { $0.status == .running && $0.workerID == workerID && !$0.isStalled }
         }
     }
 
@@ -264,7 +264,7 @@ public final class JobView: Service {
             let cutoff = Date().addingTimeInterval(-Double(retention.age.components.seconds)
                                                    - Double(retention.age.components.attoseconds) / 1e18)
             let expired = state.withLock { state in
-                state.table.jobs.values.filter { $0.status.isTerminal && ($0.finishedAt ?? $0.updatedAt) < cutoff }.map(\.id)
+                state.table.snapshots.filter { $0.status.isTerminal && ($0.finishedAt ?? $0.updatedAt) < cutoff }.map(\.id)
             }
             guard !expired.isEmpty else { continue }
             forget(expired)
