@@ -54,7 +54,9 @@ public final class JobView: Service {
 
     init(configuration: KafkaConfiguration, topic: String, logger: Logger, retention: Retention? = nil,
          metrics: GatewayMetrics? = nil, reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
-        let reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning, logger: logger)
+        // Clients wait on this reader (a job's progress, its cancel): it fetches eagerly.
+        let reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning,
+                                          maxFetchWait: .milliseconds(3), logger: logger)
         self.reader = reader
         self.endOffsets = SharedQuery { try await reader.endOffsets() }
         self.reassert = reassert

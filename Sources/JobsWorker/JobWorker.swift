@@ -32,7 +32,9 @@ public final class JobWorker: Service {
         let topics = configuration.topics
         let producer = try KafkaProducer(configuration: kafka, topics: [topics.status, topics.workers], logger: logger)
         let statusReader = try KafkaTopicReader(configuration: kafka, topic: topics.status, from: .beginning, logger: logger)
-        let controlReader = try KafkaTopicReader(configuration: kafka, topic: topics.control, from: .end, logger: logger)
+        // A cancel waits on this reader: it fetches more eagerly than the others.
+        let controlReader = try KafkaTopicReader(configuration: kafka, topic: topics.control, from: .end,
+                                                 maxFetchWait: .milliseconds(3), logger: logger)
         let ledger = StatusLedger(logger: logger)
         let running = RunningJobs()
         let tracker = OffsetTracker()

@@ -22,14 +22,19 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
         "group.instance.id", "group.protocol.type",
     ]
 
+    /// - Parameter maxFetchWait: how long a fetch may wait for data (`fetch.wait.max.ms`,
+    ///   unless the configuration sets it). The embedded broker holds an empty fetch
+    ///   this long even when data arrives meanwhile, so it bounds how late a reader
+    ///   sees a message there; readers that a person waits on use less.
     public init(
         configuration: KafkaConfiguration, topic: String, from start: StartPosition,
-        bufferCapacity: Int = 4096, logger: Logger = Logger(label: "kafka.reader")
+        bufferCapacity: Int = 4096, maxFetchWait: Duration = .milliseconds(10),
+        logger: Logger = Logger(label: "kafka.reader")
     ) throws(KafkaError) {
         var properties = configuration.merged(with: [
             "enable.auto.commit": "false",
             "enable.partition.eof": "false",
-            "fetch.wait.max.ms": "10",  // see KafkaConsumer.defaultProperties
+            "fetch.wait.max.ms": String(maxFetchWait.components.seconds * 1000 + maxFetchWait.components.attoseconds / 1_000_000_000_000_000),
             // Prefetch up to 16 MiB rather than librdkafka's 64: plenty to keep a
             // replay busy, and a gateway's memory is mostly its view.
             "queued.max.messages.kbytes": "16384",
