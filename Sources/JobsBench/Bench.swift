@@ -230,14 +230,18 @@ struct All: AsyncParsableCommand {
         try await drain(system)
     }
 
-    /// Waits until nothing is queued or running, so one workload doesn't measure the last.
+    /// Waits until nothing is queued or running and no submit is still being
+    /// accepted (wrk may leave requests in flight), so one workload doesn't measure the last.
     func drain(_ system: Deployment) async throws {
         let deadline = ContinuousClock.now + .seconds(300)
+        var lastAccepted = -1.0
         while ContinuousClock.now < deadline {
+            let accepted = try await metric(system.client, base: system.base, "jobs_submitted_total{type=\"noop\"}")
             let queued = try await metric(system.client, base: system.base, #"jobs{status="queued"}"#)
             let running = try await metric(system.client, base: system.base, #"jobs{status="running"}"#)
-            if queued + running == 0 { return }
-            try await Task.sleep(for: .milliseconds(50))
+            if queued + running == 0, accepted == lastAccepted { return }
+            lastAccepted = accepted
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 }
