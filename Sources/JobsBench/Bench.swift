@@ -72,7 +72,7 @@ struct All: AsyncParsableCommand {
                           expectedStatus: 202, requests: jobs, duration: .seconds(120))
         // Requests wrk left in flight are still being accepted for a moment.
         var total = -1.0
-        while true {
+        for _ in 0..<50 {
             try await Task.sleep(for: .milliseconds(200))
             let now = try await metric(system.client, base: system.base, accepted) - acceptedBefore
             if now == total { break }
