@@ -153,7 +153,7 @@ enum ServerSentEvent {
         switch self {
         case .job(let change):
             // JSON never holds a raw newline, so the snapshot is one `data:` line.
-            let data = (try? WireFormat.encode(change.snapshot)) ?? Array("{}".utf8)
+            let data = (try? WireFormat.encodeSnapshot(change.snapshot)) ?? Array("{}".utf8)
             var buffer = ByteBuffer(string: "id: \(change.position)\nevent: job\ndata: ")
             buffer.writeBytes(data)
             buffer.writeString("\n\n")

@@ -12,15 +12,15 @@ struct JobCommands: Sendable {
     /// Other commands keep the job id as key, spreading over the partitions.
     func start(_ job: JobSnapshot) async throws(KafkaError) {
         let messageKey = job.orderingKey.map { Array($0.utf8) } ?? key(job.id)
-        try await producer.send(topic: topics.commands, key: messageKey, value: encode(StartJobCommand(job: job)))
+        try await producer.send(topic: topics.commands, key: messageKey, value: encode { try WireFormat.encodeStartCommand(StartJobCommand(job: job)) })
     }
 
     func cancel(_ id: JobID) async throws(KafkaError) {
-        try await producer.send(topic: topics.control, key: key(id), value: encode(ControlCommand.cancel(id)))
+        try await producer.send(topic: topics.control, key: key(id), value: encode { try WireFormat.encode(ControlCommand.cancel(id)) })
     }
 
     func publishStatus(_ snapshot: JobSnapshot) async throws(KafkaError) {
-        try await producer.send(topic: topics.status, key: key(snapshot.id), value: encode(snapshot))
+        try await producer.send(topic: topics.status, key: key(snapshot.id), value: encode { try WireFormat.encodeSnapshot(snapshot) })
     }
 
     /// Tells the compacted status topic to forget a job.
@@ -30,9 +30,9 @@ struct JobCommands: Sendable {
 
     private func key(_ id: JobID) -> [UInt8] { Array(id.rawValue.utf8) }
 
-    private func encode(_ value: some Encodable) throws(KafkaError) -> [UInt8] {
+    private func encode(_ write: () throws -> [UInt8]) throws(KafkaError) -> [UInt8] {
         do {
-            return try WireFormat.encode(value)
+            return try write()
         } catch {
             throw KafkaError(code: "_SERIALIZATION", message: "\(error)")
         }

@@ -94,7 +94,8 @@ struct JobRoutes: Sendable {
     @Sendable func list(request: Request, context: Context) async throws -> Response {
         let query = try JobListQuery(request.uri.queryParameters, maxLimit: configuration.maxPageSize)
         let page = view.page(query.filter, limit: query.limit, after: query.cursor)
-        return try jsonResponse(.ok, JobListResponse(jobs: page.jobs, nextCursor: page.next?.cursor))
+        let body = try JobListResponse(jobs: page.jobs, nextCursor: page.next?.cursor).encoded()
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     /// `GET /jobs/{id}`.
@@ -194,7 +195,8 @@ struct JobRoutes: Sendable {
     }
 
     private func snapshotResponse(_ snapshot: JobSnapshot, status: HTTPResponse.Status, location: Bool = false) throws -> Response {
-        var response = try jsonResponse(status, snapshot)
+        var response = Response(status: status, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: try WireFormat.encodeSnapshot(snapshot))))
         if location { response.headers[.location] = "/jobs/\(snapshot.id)" }
         return response
     }

@@ -218,11 +218,10 @@ public final class JobView: Service {
     }
 
     private func follow() async {
-        let decoder = WireFormat.decoder()
         for await message in reader {
             if let value = message.value {
                 do {
-                    let snapshot = try decoder.decode(JobSnapshot.self, from: Data(value))
+                    let snapshot = try WireFormat.decodeSnapshot(value)
                     if fold(snapshot) != nil, isReady {
                         await reassertStaleTails()
                     }

@@ -80,4 +80,19 @@ struct JobListResponse: Encodable {
     let jobs: [JobSnapshot]
     /// Pass as `cursor` for the next page; absent on the last one.
     let nextCursor: String?
+
+    /// The JSON `encode(to:)` writes, with each job written by the snapshot codec.
+    func encoded() throws -> [UInt8] {
+        var bytes = Array(#"{"jobs":["#.utf8)
+        for (index, job) in jobs.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes += try WireFormat.encodeSnapshot(job)
+        }
+        bytes.append(UInt8(ascii: "]"))
+        if let nextCursor {
+            bytes += Array(#","nextCursor":"#.utf8) + (try WireFormat.encode(nextCursor))
+        }
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
 }

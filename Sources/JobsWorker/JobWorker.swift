@@ -138,7 +138,7 @@ private struct Runner: Sendable {
                 launch(admission.admitWaiting())
             case .message(let message):
                 guard let generation = tracker.begin(message) else { continue }
-                let command = message.value.flatMap { try? WireFormat.decode(StartJobCommand.self, from: $0) }
+                let command = message.value.flatMap { try? WireFormat.decodeStartCommand($0) }
                 launch(admission.enqueue(TakenCommand(message: message, generation: generation, command: command)))
                 // The next message only once there is room: a full worker stops
                 // reading, and its consumer pauses the partitions.

@@ -23,11 +23,10 @@ final class StatusLedger: Sendable {
 
     /// Folds the status topic until the reader is closed.
     func follow(_ reader: KafkaTopicReader) async {
-        let decoder = WireFormat.decoder()
         for await message in reader {
             if let value = message.value {
                 do {
-                    let snapshot = try decoder.decode(JobSnapshot.self, from: Data(value))
+                    let snapshot = try WireFormat.decodeSnapshot(value)
                     record(snapshot)
                 } catch {
                     logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])

@@ -15,7 +15,7 @@ struct StatusPublisher: Sendable {
     func post(_ snapshot: JobSnapshot) {
         ledger.record(snapshot)
         do {
-            try producer.post(topic: topic, key: Array(snapshot.id.rawValue.utf8), value: WireFormat.encode(snapshot))
+            try producer.post(topic: topic, key: Array(snapshot.id.rawValue.utf8), value: WireFormat.encodeSnapshot(snapshot))
         } catch {
             logger.warning("status event not queued", metadata: ["job.id": "\(snapshot.id)", "error": "\(error)"])
         }
@@ -29,7 +29,7 @@ struct StatusPublisher: Sendable {
         ledger.record(snapshot)
         let value: [UInt8]
         do {
-            value = try WireFormat.encode(snapshot)
+            value = try WireFormat.encodeSnapshot(snapshot)
         } catch {
             logger.error("cannot encode snapshot", metadata: ["job.id": "\(snapshot.id)", "error": "\(error)"])
             return false
