@@ -33,11 +33,17 @@ public enum WireFormat {
 
     /// `date` rounded to the millisecond, as `2023-11-14T22:13:20.123Z`.
     ///
-    /// The milliseconds are written by hand: `ISO8601FormatStyle` truncates the
-    /// fraction, and a time such as .123 s is held as .12299999… in a `Date`, so
-    /// half of all decoded times would be re-encoded one millisecond earlier.
+    /// Written by hand (``RFC3339``), in the proleptic Gregorian calendar that
+    /// ``parseTimestamp(_:)`` reads; Foundation writes years before 1 or after 9999.
     public static func timestampText(_ date: Date) -> String {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        return RFC3339.text(milliseconds: milliseconds) ?? foundationTimestampText(milliseconds: milliseconds)
+    }
+
+    /// The milliseconds are added by hand: `ISO8601FormatStyle` truncates the
+    /// fraction, and a time such as .123 s is held as .12299999… in a `Date`, so
+    /// half of all decoded times would be re-encoded one millisecond earlier.
+    static func foundationTimestampText(milliseconds: Int64) -> String {
         var (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
         if fraction < 0 { seconds -= 1; fraction += 1000 }
         let whole = Date(timeIntervalSince1970: Double(seconds)).formatted(secondsStyle)  // "…:20Z"

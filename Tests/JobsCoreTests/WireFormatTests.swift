@@ -1,5 +1,5 @@
 import Foundation
-import JobsCore
+@testable import JobsCore
 import Testing
 
 @Suite("The wire format")
@@ -32,6 +32,29 @@ struct WireFormatTests {
         for snapshot in try RetriedJobHistory(steps: 3).events {
             #expect(try WireFormat.decode(JobSnapshot.self, from: WireFormat.encode(snapshot)) == snapshot)
         }
+    }
+
+    @Test("hand-written times agree with Foundation's formatter from 1583 to 9999, and read back exactly from year 1")
+    func handWrittenTimes() {
+        // Foundation turns dates before the Gregorian reform (1582) Julian; the
+        // parser, as RFC 3339, reads them proleptic Gregorian, as they are written.
+        var random = SeededGenerator(seed: 7)
+        let year1583: Int64 = -12_212_553_600_000, year10000: Int64 = 253_402_300_800_000, year1: Int64 = -62_135_596_800_000
+        var samples: [Int64] = [0, -1, 1, 999, -999, 86_399_999, -86_400_000, 951_782_400_000, 4_107_542_399_999,
+                                year1583, year10000 - 1, year1]
+        samples += (0..<20_000).map { _ in Int64.random(in: year1583..<year10000, using: &random) }
+        for milliseconds in samples where milliseconds >= year1583 {
+            #expect(RFC3339.text(milliseconds: milliseconds) == WireFormat.foundationTimestampText(milliseconds: milliseconds),
+                    "\(milliseconds)")
+        }
+        samples += (0..<20_000).map { _ in Int64.random(in: year1..<year10000, using: &random) }
+        for milliseconds in samples {
+            let text = WireFormat.timestampText(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+            #expect(WireFormat.parseTimestamp(text).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) } == milliseconds, "\(text)")
+        }
+        #expect(RFC3339.text(milliseconds: year1 - 1) == nil)
+        #expect(RFC3339.text(milliseconds: year10000) == nil)
+        #expect(WireFormat.timestampText(Date(timeIntervalSince1970: Double(year10000) / 1000)).hasPrefix("10000-01-01T00:00:00.000"))
     }
 
     @Test("times are ISO 8601 in UTC with exactly three fractional digits")
