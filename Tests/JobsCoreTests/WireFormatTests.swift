@@ -34,6 +34,19 @@ struct WireFormatTests {
         }
     }
 
+    @Test("generated job ids are distinct lowercase version-4 UUIDs")
+    func generatedIDs() throws {
+        let ids = (0..<10_000).map { _ in JobID.generate().rawValue }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(1000) {
+            let uuid = try #require(UUID(uuidString: id), "\(id)")
+            #expect(uuid.uuidString.lowercased() == id)
+            let bytes = withUnsafeBytes(of: uuid.uuid) { Array($0) }
+            #expect(bytes[6] >> 4 == 4, "version of \(id)")
+            #expect(bytes[8] >> 6 == 0b10, "variant of \(id)")
+        }
+    }
+
     @Test("hand-written times agree with Foundation's formatter from 1583 to 9999, and read back exactly from year 1")
     func handWrittenTimes() {
         // Foundation turns dates before the Gregorian reform (1582) Julian; the
