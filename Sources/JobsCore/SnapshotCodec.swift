@@ -46,6 +46,13 @@ extension WireFormat {
         return try decode(StartJobCommand.self, from: bytes)
     }
 
+    /// Any JSON document (a request body) as a ``JSONValue``, read as
+    /// ``decodeSnapshot(_:)`` reads a snapshot: by hand when sure, else by Foundation.
+    public static func decodeJSONValue(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+        if let value = JSONReader.read(bytes, { $0.readValue() }) { return value }
+        return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    }
+
     /// The fast reader alone: nil whenever Foundation must answer instead.
     static func decodeSnapshotFast(_ bytes: some Collection<UInt8>) -> JobSnapshot? {
         JSONReader.read(bytes) { $0.readSnapshot() }

@@ -46,7 +46,7 @@ public struct SubmitRequest: Sendable, Hashable {
     public static func parse(_ body: some Collection<UInt8>, types: [String: JobTypeDescriptor]) -> Result<SubmitRequest, Rejection> {
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(body))
+            value = try WireFormat.decodeJSONValue(body)
         } catch {
             return .failure(.malformedJSON("the body is not valid JSON"))
         }

@@ -26,6 +26,22 @@ struct SnapshotCodecTests {
         #expect(failures.isEmpty, "\(failures.count) failed, e.g. \(failures.prefix(3))")
     }
 
+    @Test("request bodies read as Foundation reads them: random values, scalars, and refusals")
+    func jsonValuesReadAsFoundationReadsThem() throws {
+        var random = SeededGenerator(seed: 99)
+        var documents = (0..<500).map { _ in
+            String(decoding: try! WireFormat.encode(RandomSnapshot.value(depth: 0, using: &random)), as: UTF8.self)
+        }
+        documents += [#"{"type":"noop"}"#, " [1, 2.5, -0, \"\\u00e9\"] ", "true", "null", #""x""#, "1e2"]
+        for document in documents {
+            #expect(try WireFormat.decodeJSONValue(Array(document.utf8)) == JSONDecoder().decode(JSONValue.self, from: Data(document.utf8)),
+                    "\(document)")
+        }
+        for bad in ["", "{", #"{"a":}"#, "[1,,2]", "nul", #"{"a":1} x"#, "\"\\ud800\""] {
+            #expect(throws: (any Error).self, "\(bad)") { try WireFormat.decodeJSONValue(Array(bad.utf8)) }
+        }
+    }
+
     @Test("a start command round-trips, and its JSON is {schemaVersion, job}")
     func startCommandRoundTrips() throws {
         for snapshot in Self.varied {
