@@ -79,7 +79,7 @@ public struct JobPage: Sendable {
 /// partition batch at a time, so creation times arrive interleaved, and a sorted
 /// insert into a million positions moves megabytes each time. Out-of-order inserts
 /// and removals therefore wait in small side sets and are merged in one pass when
-/// those grow past a fraction of the index, or before a page is read: a constant
+/// those grow to half the index, or before a page is read: a constant
 /// amortized cost per change instead of one proportional to the index.
 public struct JobListIndex: Sendable {
     /// Ordered; may still hold positions that `removals` names.
@@ -99,6 +99,17 @@ public struct JobListIndex: Sendable {
         } else if contains(sortedAt: position) {
             removals.remove(position)
         } else {
+            arrivals.insert(position)
+            mergeIfLarge()
+        }
+    }
+
+    /// Inserts a position the index is known not to hold (that of a job new to
+    /// the view), without searching for a copy: a replay inserts a million.
+    public mutating func insertAbsent(_ position: JobListPosition) {
+        if arrivals.isEmpty, removals.isEmpty, sorted.last.map({ $0 < position }) ?? true {
+            sorted.append(position)
+        } else if removals.remove(position) == nil {
             arrivals.insert(position)
             mergeIfLarge()
         }
@@ -152,10 +163,11 @@ public struct JobListIndex: Sendable {
         return index < sorted.endIndex && sorted[index] == position
     }
 
-    /// Merges once the side sets hold an eighth of the index (at least 4,096):
-    /// each merge is one pass, so a change costs about eight moves on average.
+    /// Merges once the side sets hold half as many positions as the index (at
+    /// least 4,096): each merge is one pass, so a change costs a few moves on
+    /// average, and a replay of a million jobs merges about a dozen times.
     private mutating func mergeIfLarge() {
-        if arrivals.count + removals.count > max(4096, sorted.count / 8) { merge() }
+        if arrivals.count + removals.count > max(4096, sorted.count / 2) { merge() }
     }
 
     /// Folds the side sets into `sorted` in one pass.
@@ -165,7 +177,8 @@ public struct JobListIndex: Sendable {
         var merged: [JobListPosition] = []
         merged.reserveCapacity(count)
         var next = incoming.startIndex
-        for position in sorted where !removals.contains(position) {
+        let filtering = !removals.isEmpty
+        for position in sorted where !filtering || !removals.contains(position) {
             while next < incoming.endIndex, incoming[next] < position {
                 merged.append(incoming[next])
                 next += 1

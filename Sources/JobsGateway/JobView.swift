@@ -149,9 +149,13 @@ public final class JobView: Service {
                 state.count(previous, changed)
                 let position = JobListPosition(changed)
                 let old = previous.map(JobListPosition.init)
-                if old != position {
-                    if let old { state.listIndex.remove(old) }
-                    state.listIndex.insert(position)
+                if let old {
+                    if old != position {
+                        state.listIndex.remove(old)
+                        state.listIndex.insert(position)
+                    }
+                } else {
+                    state.listIndex.insertAbsent(position)  // new to the table, so to the index
                 }
                 state.changeSequence += 1
                 state.lastChange[snapshot.id] = state.changeSequence
@@ -163,7 +167,7 @@ public final class JobView: Service {
             if changed == nil, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot {
                 state.staleTails.insert(snapshot.id)
                 staleFinal = current
-            } else {
+            } else if !state.staleTails.isEmpty {
                 state.staleTails.remove(snapshot.id)
             }
             return (previous, changed, staleFinal, changed.map { _ in state.countsByStatus })
