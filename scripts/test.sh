@@ -4,11 +4,15 @@
 #      fault suite of separate processes);
 #   2. the example worker package's tests;
 #   3. the live API against its OpenAPI document, with schemathesis;
-#   4. the dashboard in headless Chromium.
-# 3 and 4 run the gateway that step 1 built.
+#   4. the dashboard in headless Chromium;
+#   5. a smoke run of the benchmark's HTTP workloads (small counts, debug build):
+#      it proves jobs-bench and its wrk script still work and measures nothing.
+# 3, 4 and 5 run the executables that step 1 built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift test
 swift test --package-path Examples/custom-worker
 scripts/api-conformance.sh
 scripts/browser-test.sh
+swift build --product jobs-bench
+.build/debug/jobs-bench all --quick --only submit,e2e,cancel,reads
