@@ -19,6 +19,7 @@ final class ConsumerEngine: Sendable {
     let client: NativeClient
     let buffer: EventBuffer
     let flow: FlowControl
+    private let rebalance: RebalanceHandler
     private let mode: Mode
     private let consumerQueue: QueueHandle
     private let lifecycle = Mutex(Lifecycle.running)
@@ -46,6 +47,7 @@ final class ConsumerEngine: Sendable {
         self.client = client
         self.buffer = buffer
         self.flow = flow
+        self.rebalance = rebalance
         self.mode = mode
         self.consumerQueue = queue
     }
@@ -92,6 +94,7 @@ final class ConsumerEngine: Sendable {
         }
 
         if case .group = mode {
+            awaitFirstAssignment(timeout: .seconds(6))
             // Serves the final revoke (the listener hands work back, offsets are committed).
             let err = rd_kafka_consumer_close(client.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -105,6 +108,18 @@ final class ConsumerEngine: Sendable {
             return []
         }
         waiters.forEach { $0.resume() }
+    }
+
+    /// librdkafka 2.0.2 (Debian's) aborts the process when a cooperative-sticky
+    /// member that has joined its group is destroyed before its first assignment:
+    /// the assignor's state is still NULL (confluentinc/librdkafka#4312, fixed in
+    /// 2.3.0). A consumer closed that early keeps serving the group until the
+    /// assignment arrives, or the timeout passes (e.g. the broker is gone).
+    private func awaitFirstAssignment(timeout: Duration) {
+        let deadline = ContinuousClock.now + timeout
+        while !rebalance.hasBeenAssigned, ContinuousClock.now < deadline {
+            if let message = rd_kafka_consumer_poll(client.pointer, 100) { rd_kafka_message_destroy(message) }
+        }
     }
 
     private func deliver(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
@@ -201,6 +216,11 @@ final class RebalanceHandler: @unchecked Sendable {
     let logger: Logger
     /// Set once, right after init, before the consumer's thread starts.
     var buffer: EventBuffer?
+    private let assigned = Atomic<Bool>(false)
+
+    /// Whether the group has handed this member an assignment yet (even an empty one).
+    var hasBeenAssigned: Bool { assigned.load(ordering: .acquiring) }
+    func noteAssignment() { assigned.store(true, ordering: .releasing) }
 
     init(listener: (any RebalanceListener)?, flow: FlowControl, logger: Logger) {
         self.listener = listener
@@ -217,6 +237,7 @@ private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err
     let partitions = PartitionList.read(list)
     switch err {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        handler.noteAssignment()
         let failure = cooperative
             ? rd_kafka_incremental_assign(handle, list).map { KafkaError(consuming: $0) }
             : { let e = rd_kafka_assign(handle, list); return e == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(e) }()

@@ -55,12 +55,12 @@ struct WireFormatTests {
         let year1583: Int64 = -12_212_553_600_000, year10000: Int64 = 253_402_300_800_000, year1: Int64 = -62_135_596_800_000
         var samples: [Int64] = [0, -1, 1, 999, -999, 86_399_999, -86_400_000, 951_782_400_000, 4_107_542_399_999,
                                 year1583, year10000 - 1, year1]
-        samples += (0..<20_000).map { _ in Int64.random(in: year1583..<year10000, using: &random) }
+        samples += (0..<5_000).map { _ in Int64.random(in: year1583..<year10000, using: &random) }
         for milliseconds in samples where milliseconds >= year1583 {
             #expect(RFC3339.text(milliseconds: milliseconds) == WireFormat.foundationTimestampText(milliseconds: milliseconds),
                     "\(milliseconds)")
         }
-        samples += (0..<20_000).map { _ in Int64.random(in: year1..<year10000, using: &random) }
+        samples += (0..<5_000).map { _ in Int64.random(in: year1..<year10000, using: &random) }
         for milliseconds in samples {
             let text = WireFormat.timestampText(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
             #expect(WireFormat.parseTimestamp(text).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) } == milliseconds, "\(text)")
