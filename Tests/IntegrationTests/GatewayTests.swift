@@ -256,7 +256,8 @@ struct BadInputTests {
             if let refused = ids.last, refused != warm.id {
                 #expect(try await client.request(.get, "/jobs/\(refused)").status == .notFound)
             }
-            system.cluster.setBrokerUp(2)
+            // Broker 2 stays down: bringing a mock broker back rebinds its old port,
+            // which librdkafka asserts on if another socket took it meanwhile.
         }
     }
 }

@@ -20,7 +20,14 @@ struct TestCluster {
         for topic in topics.all { try cluster.createTopic(topic, partitions: partitions) }
     }
 
-    var kafka: KafkaConfiguration { cluster.configuration }
+    /// Every client fetches at most every 10 ms here: the status view and the
+    /// control reader default to 3 ms (for cancel latency), and dozens of test
+    /// gateways polling that often, side by side, starve the timing-sensitive tests.
+    var kafka: KafkaConfiguration {
+        var configuration = cluster.configuration
+        configuration.properties["fetch.wait.max.ms"] = "10"
+        return configuration
+    }
 
     /// Runs a live gateway (with an in-process worker unless `worker` is false) and
     /// hands `body` a client for it.
