@@ -25,8 +25,17 @@ public final class ConsumedOffsets: Sendable {
 
     /// Records that `message` and everything before it on its partition is handled.
     public func advance(past message: KafkaMessage) {
+        advance(past: CollectionOfOne(message))
+    }
+
+    /// Records that every message of `messages`, and everything before each on its
+    /// partition, is handled: one step for a batch.
+    public func advance(past messages: some Sequence<KafkaMessage>) {
         let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
-            state.next[message.partition] = max(state.next[message.partition] ?? 0, message.offset + 1)
+            for message in messages {
+                state.next[message.partition] = max(state.next[message.partition] ?? 0, message.offset + 1)
+            }
+            guard !state.waiters.isEmpty else { return [] }
             let done = state.waiters.filter { state.reached($0.value.target) }
             for id in done.keys { state.waiters.removeValue(forKey: id) }
             return done.values.map(\.continuation)

@@ -17,11 +17,27 @@ final class EventBuffer: Sendable {
             guard head < items.count else { return nil }
             let item = items[head]
             head += 1
-            if head > 1024, head * 2 > items.count {
+            compact()
+            return item
+        }
+
+        mutating func popFirst(_ maxCount: Int) -> [ConsumerEvent] {
+            let end = min(items.count, head + maxCount)
+            guard head < end else { return [] }
+            let taken = Array(items[head..<end])
+            head = end
+            compact()
+            return taken
+        }
+
+        private mutating func compact() {
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 1024, head * 2 > items.count {
                 items.removeFirst(head)
                 head = 0
             }
-            return item
         }
     }
 
@@ -76,7 +92,41 @@ final class EventBuffer: Sendable {
 
     /// The next event, or `nil` once finished or when the calling task is cancelled.
     func next() async -> ConsumerEvent? {
-        state.withLock { $0.cancelledBeforeWaiting = false }
+        if Task.isCancelled { return nil }
+        if let waiting = state.withLock({ state in
+            state.cancelledBeforeWaiting = false
+            return state.popFirst()
+        }) {
+            drained()
+            return waiting
+        }
+        return await waitForOne()
+    }
+
+    /// Every waiting event up to `maxCount` (at least one, waiting for it if none
+    /// is), or `nil` once finished or when the calling task is cancelled. Taking
+    /// what is there without suspending is what lets a replay keep pace: a task
+    /// that suspends per message spends its time being rescheduled, not working.
+    func nextBatch(maxCount: Int) async -> [ConsumerEvent]? {
+        precondition(maxCount > 0)
+        if Task.isCancelled { return nil }
+        let waiting = state.withLock { state in
+            state.cancelledBeforeWaiting = false
+            return state.popFirst(maxCount)
+        }
+        if !waiting.isEmpty {
+            drained()
+            return waiting
+        }
+        return await waitForOne().map { [$0] }
+    }
+
+    private func drained() {
+        if count <= lowWater { onDrained() }
+    }
+
+    /// Suspends until an event arrives, the buffer finishes, or the task is cancelled.
+    private func waitForOne() async -> ConsumerEvent? {
         if Task.isCancelled { return nil }
         let event: ConsumerEvent? = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
@@ -99,7 +149,7 @@ final class EventBuffer: Sendable {
             }
             waiter?.resume(returning: nil)
         }
-        if event != nil, count <= lowWater { onDrained() }
+        if event != nil { drained() }
         return event
     }
 }

@@ -35,9 +35,14 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
             "enable.auto.commit": "false",
             "enable.partition.eof": "false",
             "fetch.wait.max.ms": String(maxFetchWait.components.seconds * 1000 + maxFetchWait.components.attoseconds / 1_000_000_000_000_000),
-            // Prefetch up to 16 MiB rather than librdkafka's 64: plenty to keep a
-            // replay busy, and a gateway's memory is mostly its view.
-            "queued.max.messages.kbytes": "16384",
+            // Prefetch limits a replay never reaches: librdkafka 2.0.2 stops
+            // fetching when one is reached and looks again only on its next
+            // one-second tick, however soon the queue drains (2.1 added
+            // `fetch.queue.backoff.ms` for this). A reader slower than the broker,
+            // a gateway folding its history, would otherwise sit idle for much of
+            // each second.
+            "queued.max.messages.kbytes": "65536",
+            "queued.min.messages": "10000000",
         ])
         // Never joins the group: librdkafka only wants a group id to exist. Group
         // settings meant for a deployment's group consumers don't apply here (and
@@ -88,6 +93,32 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
                 if case .message(let message) = event { return message }
             }
             return nil
+        }
+    }
+
+    /// The same messages, as many at a time as have arrived (up to `maxCount`):
+    /// a reader replaying a topic handles each batch in one go rather than
+    /// waking once per message.
+    public func batches(maxCount: Int = 1024) -> Batches { Batches(buffer: engine.buffer, maxCount: maxCount) }
+
+    public struct Batches: AsyncSequence, Sendable {
+        let buffer: EventBuffer
+        let maxCount: Int
+
+        public func makeAsyncIterator() -> Iterator { Iterator(buffer: buffer, maxCount: maxCount) }
+
+        public struct Iterator: AsyncIteratorProtocol {
+            let buffer: EventBuffer
+            let maxCount: Int
+            public mutating func next() async -> [KafkaMessage]? {
+                while let events = await buffer.nextBatch(maxCount: maxCount) {
+                    let messages = events.compactMap { event in
+                        if case .message(let message) = event { message } else { nil }
+                    }
+                    if !messages.isEmpty { return messages }
+                }
+                return nil
+            }
         }
     }
 }

@@ -57,6 +57,36 @@ struct KafkaClientTests {
         await reader.close()
     }
 
+    @Test("a reader's batches hold every message exactly once, in order per partition, as many as have arrived")
+    func batchesMissNothing() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("t", partitions: 3)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        let count = 3000
+        for index in 0..<count {
+            try producer.post(topic: "t", key: Array("k\(index)".utf8), value: Array("\(index)".utf8))
+        }
+        await producer.shutdown()
+
+        let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "t", from: .beginning, bufferCapacity: 512)
+        var offsets: [Int32: [Int64]] = [:]
+        var sizes: [Int] = []
+        for await batch in reader.batches(maxCount: 100) {
+            sizes.append(batch.count)
+            for message in batch { offsets[message.partition, default: []].append(message.offset) }
+            // While the reader sleeps, hundreds more arrive: the next batch is a full one.
+            if sizes.count < 4 { try await Task.sleep(for: .milliseconds(200)) }
+            if sizes.reduce(0, +) >= count { break }
+        }
+        #expect(sizes.reduce(0, +) == count)
+        #expect(sizes.allSatisfy { (1...100).contains($0) })
+        #expect(sizes[1...3].contains(100))
+        for (partition, seen) in offsets {
+            #expect(seen == Array(0..<Int64(seen.count)), "partition \(partition)")
+        }
+        await reader.close()
+    }
+
     @Test("a group consumer receives its assignment, then every message, and commits what it stored")
     func groupConsumerCommits() async throws {
         let cluster = try EmbeddedKafkaCluster()
