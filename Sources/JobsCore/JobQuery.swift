@@ -86,15 +86,21 @@ public struct JobListIndex: Sendable {
     private var sorted: [JobListPosition] = []
     /// Inserted out of order and not merged yet; never in `sorted`.
     private var arrivals: Set<JobListPosition> = []
+    /// Like `arrivals`, but from `insertAbsent`: known unique, so a plain array
+    /// (no hashing) until something needs to look a position up.
+    private var absentArrivals: [JobListPosition] = []
     /// Removed from `sorted` but not yet taken out of it.
     private var removals: Set<JobListPosition> = []
 
     public init() {}
 
-    public var count: Int { sorted.count - removals.count + arrivals.count }
+    public var count: Int { sorted.count - removals.count + arrivals.count + absentArrivals.count }
+
+    private var hasPending: Bool { !arrivals.isEmpty || !removals.isEmpty || !absentArrivals.isEmpty }
 
     public mutating func insert(_ position: JobListPosition) {
-        if arrivals.isEmpty, removals.isEmpty, sorted.last.map({ $0 < position }) ?? true {
+        absorbAbsentArrivals()
+        if !hasPending, sorted.last.map({ $0 < position }) ?? true {
             sorted.append(position)
         } else if contains(sortedAt: position) {
             removals.remove(position)
@@ -107,15 +113,16 @@ public struct JobListIndex: Sendable {
     /// Inserts a position the index is known not to hold (that of a job new to
     /// the view), without searching for a copy: a replay inserts a million.
     public mutating func insertAbsent(_ position: JobListPosition) {
-        if arrivals.isEmpty, removals.isEmpty, sorted.last.map({ $0 < position }) ?? true {
+        if !hasPending, sorted.last.map({ $0 < position }) ?? true {
             sorted.append(position)
-        } else if removals.remove(position) == nil {
-            arrivals.insert(position)
+        } else if removals.isEmpty || removals.remove(position) == nil {
+            absentArrivals.append(position)
             mergeIfLarge()
         }
     }
 
     public mutating func remove(_ position: JobListPosition) {
+        absorbAbsentArrivals()
         if arrivals.remove(position) == nil, contains(sortedAt: position) {
             removals.insert(position)
             mergeIfLarge()
@@ -167,13 +174,23 @@ public struct JobListIndex: Sendable {
     /// least 4,096): each merge is one pass, so a change costs a few moves on
     /// average, and a replay of a million jobs merges about a dozen times.
     private mutating func mergeIfLarge() {
-        if arrivals.count + removals.count > max(4096, sorted.count / 2) { merge() }
+        if arrivals.count + absentArrivals.count + removals.count > max(4096, sorted.count / 2) { merge() }
+    }
+
+    /// Moves `absentArrivals` into `arrivals`, where they can be looked up: a
+    /// cost per position moved, not per position held.
+    private mutating func absorbAbsentArrivals() {
+        guard !absentArrivals.isEmpty else { return }
+        arrivals.formUnion(absentArrivals)
+        absentArrivals.removeAll()
     }
 
     /// Folds the side sets into `sorted` in one pass.
     private mutating func merge() {
-        guard !arrivals.isEmpty || !removals.isEmpty else { return }
-        let incoming = arrivals.sorted()
+        guard hasPending else { return }
+        absentArrivals.append(contentsOf: arrivals)
+        absentArrivals.sort()
+        let incoming = absentArrivals
         var merged: [JobListPosition] = []
         merged.reserveCapacity(count)
         var next = incoming.startIndex
@@ -188,6 +205,7 @@ public struct JobListIndex: Sendable {
         merged.append(contentsOf: incoming[next...])
         sorted = merged
         arrivals.removeAll()
+        absentArrivals.removeAll()
         removals.removeAll()
     }
 

@@ -45,9 +45,9 @@ final class GatewayMetrics: Service {
         Counter(label: "jobs_submitted_total", dimensions: [("type", type)], factory: factory).increment()
     }
 
-    /// Called by the view for every change of a job's state.
-    func jobChanged(from previous: JobSnapshot?, to current: JobSnapshot, live: Bool) {
-        guard live else { return }
+    /// Called by the view for every change of a job's state once it is live
+    /// (history replayed at start-up is not counted again).
+    func jobChanged(from previous: JobSnapshot?, to current: JobSnapshot) {
         let startedNewAttempt = current.status == .running && current.sequence == 1
             && (previous?.status != .running || previous?.attempt != current.attempt)
         if startedNewAttempt {

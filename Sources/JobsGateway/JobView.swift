@@ -30,6 +30,46 @@ public final class JobView: Service {
             if let removed { countsByStatus[removed.status, default: 0] -= 1 }
             if let added { countsByStatus[added.status, default: 0] += 1 }
         }
+
+        /// Folds one snapshot: the job's state before and after when it changed, and
+        /// whether the snapshot was stale (changed nothing) while the job had already
+        /// ended in a different state.
+        mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleFinal: Bool) {
+            if let key = snapshot.idempotencyKey { idempotencyKeys[key] = snapshot.id }
+            let (previous, changed) = table.fold(snapshot)
+            if changed == nil, let previous, previous.status.isTerminal, previous != snapshot {
+                staleTails.insert(snapshot.id)
+                return (previous, nil, true)
+            }
+            if !staleTails.isEmpty { staleTails.remove(snapshot.id) }
+            guard let changed else { return (previous, nil, false) }
+            count(previous, changed)
+            let position = JobListPosition(changed)
+            if let previous {
+                let old = JobListPosition(previous)
+                if old != position {
+                    listIndex.remove(old)
+                    listIndex.insert(position)
+                }
+            } else {
+                listIndex.insertAbsent(position)  // new to the table, so to the index
+            }
+            changeSequence += 1
+            lastChange[snapshot.id] = changeSequence
+            return (previous, changed, false)
+        }
+
+        /// Forgets a job (its tombstone was read, or it expired).
+        mutating func forget(_ id: JobID) {
+            guard let removed = table.remove(id) else { return }
+            count(removed, nil)
+            if let key = removed.idempotencyKey, idempotencyKeys[key] == id {
+                idempotencyKeys.removeValue(forKey: key)
+            }
+            staleTails.remove(id)
+            lastChange.removeValue(forKey: id)
+            listIndex.remove(JobListPosition(removed))
+        }
     }
 
     private let state = Mutex(State())
@@ -135,48 +175,53 @@ public final class JobView: Service {
 
     /// Folds a snapshot this gateway just published, so its own client reads it at once.
     public func apply(_ snapshot: JobSnapshot) {
-        _ = fold(snapshot)
+        fold(CollectionOfOne(.snapshot(snapshot)))
     }
 
-    /// Folds one snapshot; returns the job's state when the snapshot was stale
-    /// (changed nothing) while the job had already ended, and differs from it.
-    private func fold(_ snapshot: JobSnapshot) -> JobSnapshot? {
-        let (previous, changed, staleFinal, counts) = state.withLock { state in
-            if let key = snapshot.idempotencyKey { state.idempotencyKeys[key] = snapshot.id }
-            let previous = state.table[snapshot.id]
-            let changed = state.table.apply(snapshot)
-            if let changed {
-                state.count(previous, changed)
-                let position = JobListPosition(changed)
-                let old = previous.map(JobListPosition.init)
-                if let old {
-                    if old != position {
-                        state.listIndex.remove(old)
-                        state.listIndex.insert(position)
+    /// One record of the status topic: a job's snapshot, or its tombstone.
+    private enum StatusRecord {
+        case snapshot(JobSnapshot)
+        case tombstone(JobID)
+    }
+
+    /// Folds records in order, at most `chunkSize` per hold of the lock, so a
+    /// replay never keeps a reader waiting long; returns whether some ended job's
+    /// record was a stale one (see `reassertStaleTails`).
+    @discardableResult
+    private func fold(_ records: some Collection<StatusRecord>, chunkSize: Int = 256) -> Bool {
+        var sawStaleFinal = false
+        var rest = records[...]
+        while !rest.isEmpty {
+            let chunk = rest.prefix(chunkSize)
+            rest = rest.dropFirst(chunk.count)
+            let (changes, counts, stale) = state.withLock { state in
+                var changes: [(previous: JobSnapshot?, current: JobSnapshot)] = []
+                var stale = false
+                for record in chunk {
+                    switch record {
+                    case .snapshot(let snapshot):
+                        let (previous, changed, staleFinal) = state.fold(snapshot)
+                        if let changed {
+                            // Under the lock, so every subscriber sees changes in sequence order.
+                            feed.publish(JobChange(position: ChangePosition(epoch: epoch, sequence: state.changeSequence),
+                                                   snapshot: changed, previous: previous))
+                            // History replayed before `ready` is not news for the counters.
+                            if state.ready { changes.append((previous, changed)) }
+                        }
+                        stale = stale || staleFinal
+                    case .tombstone(let id):
+                        state.forget(id)
                     }
-                } else {
-                    state.listIndex.insertAbsent(position)  // new to the table, so to the index
                 }
-                state.changeSequence += 1
-                state.lastChange[snapshot.id] = state.changeSequence
-                // Under the lock, so every subscriber sees changes in sequence order.
-                feed.publish(JobChange(position: ChangePosition(epoch: epoch, sequence: state.changeSequence),
-                                       snapshot: changed, previous: previous))
+                return (changes, state.countsByStatus, stale)
             }
-            var staleFinal: JobSnapshot?
-            if changed == nil, let current = state.table[snapshot.id], current.status.isTerminal, current != snapshot {
-                state.staleTails.insert(snapshot.id)
-                staleFinal = current
-            } else if !state.staleTails.isEmpty {
-                state.staleTails.remove(snapshot.id)
+            sawStaleFinal = sawStaleFinal || stale
+            if let metrics {
+                for change in changes { metrics.jobChanged(from: change.previous, to: change.current) }
+                metrics.setJobCounts(counts)
             }
-            return (previous, changed, staleFinal, changed.map { _ in state.countsByStatus })
         }
-        if let changed, let metrics {
-            metrics.jobChanged(from: previous, to: changed, live: isReady)
-            if let counts { metrics.setJobCounts(counts) }
-        }
-        return staleFinal
+        return sawStaleFinal
     }
 
     /// Compaction keeps the *last* record of a key, so an ended job whose last
@@ -222,38 +267,30 @@ public final class JobView: Service {
     }
 
     private func follow() async {
-        for await message in reader {
-            if let value = message.value {
+        for await batch in reader.batches() {
+            // Decoded before the lock is taken: the lock is held for the fold alone.
+            let records = batch.compactMap { message -> StatusRecord? in
+                guard let value = message.value else {
+                    // A tombstone: the job expired from some gateway's view; forget it here too.
+                    return message.key.map { .tombstone(JobID(rawValue: String(decoding: $0, as: UTF8.self))) }
+                }
                 do {
-                    let snapshot = try WireFormat.decodeSnapshot(value)
-                    if fold(snapshot) != nil, isReady {
-                        await reassertStaleTails()
-                    }
+                    return .snapshot(try WireFormat.decodeSnapshot(value))
                 } catch {
                     logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
+                    return nil
                 }
-            } else if let key = message.key {
-                // A tombstone: the job expired from some gateway's view; forget it here too.
-                forget([JobID(rawValue: String(decoding: key, as: UTF8.self))])
             }
-            offsets.advance(past: message)
+            if fold(records), isReady {
+                await reassertStaleTails()
+            }
+            offsets.advance(past: batch)
         }
     }
 
     private func forget(_ ids: some Sequence<JobID>) {
         let counts = state.withLock { state in
-            var positions: Set<JobListPosition> = []
-            for id in ids {
-                guard let removed = state.table.remove(id) else { continue }
-                state.count(removed, nil)
-                if let key = removed.idempotencyKey, state.idempotencyKeys[key] == id {
-                    state.idempotencyKeys.removeValue(forKey: key)
-                }
-                state.staleTails.remove(id)
-                state.lastChange.removeValue(forKey: id)
-                positions.insert(JobListPosition(removed))
-            }
-            state.listIndex.remove(positions)
+            for id in ids { state.forget(id) }
             return state.countsByStatus
         }
         metrics?.setJobCounts(counts)

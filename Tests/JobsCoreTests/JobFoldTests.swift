@@ -187,6 +187,22 @@ struct JobFoldTests {
         #expect(table[history.id]?.status == .running)
     }
 
+    @Test("fold reports the state before each snapshot, and the new state only when it changed")
+    func foldReportsPreviousAndChange() throws {
+        let history = try RetriedJobHistory(steps: 2)
+        var table = JobTable()
+        let first = table.fold(history.queued)
+        let duplicate = table.fold(history.queued)
+        let started = table.fold(history.running1)
+        let stale = table.fold(history.queued)
+        #expect(first.previous == nil && first.changed == history.queued)
+        #expect(duplicate.previous == history.queued && duplicate.changed == nil)
+        #expect(started.previous == history.queued && started.changed == history.running1)
+        #expect(stale.previous == history.running1 && stale.changed == nil)
+        #expect(table[history.id] == history.running1)
+        #expect(table.count == 1)
+    }
+
     @Test("the table keeps each job's state apart")
     func tableKeysByJobID() throws {
         let a = JobSnapshot.queued(id: JobID(rawValue: "a"), type: "noop", params: [:], at: at(0))
