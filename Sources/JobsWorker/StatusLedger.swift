@@ -21,33 +21,55 @@ final class StatusLedger: Sendable {
 
     subscript(id: JobID) -> JobSnapshot? { table.withLock { $0[id] } }
 
-    /// Folds the status topic until the reader is closed.
+    /// Folds the status topic until the reader is closed, a batch at a time.
     func follow(_ reader: KafkaTopicReader) async {
-        for await message in reader {
-            if let value = message.value {
-                do {
-                    let snapshot = try WireFormat.decodeSnapshot(value)
-                    record(snapshot)
-                } catch {
-                    logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
+        for await batch in reader.batches() {
+            var changes: [Change] = []
+            changes.reserveCapacity(batch.count)
+            for message in batch {
+                if let value = message.value {
+                    do {
+                        changes.append(.record(Self.compact(try WireFormat.decodeSnapshot(value))))
+                    } catch {
+                        logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
+                    }
+                } else if let key = message.key {
+                    // A tombstone: the job expired long after it ended (docs/operations.md).
+                    changes.append(.forget(JobID(rawValue: String(decoding: key, as: UTF8.self))))
                 }
-            } else if let key = message.key {
-                // A tombstone: the job expired long after it ended (docs/operations.md).
-                table.withLock { _ = $0.remove(JobID(rawValue: String(decoding: key, as: UTF8.self))) }
             }
-            offsets.advance(past: message)
+            table.withLock { table in
+                for change in changes {
+                    switch change {
+                    case .record(let snapshot): _ = table.fold(snapshot)
+                    case .forget(let id): table.remove(id)
+                    }
+                }
+            }
+            offsets.advance(past: batch)
         }
+    }
+
+    private enum Change {
+        case record(JobSnapshot)
+        case forget(JobID)
     }
 
     /// Also called with the worker's own snapshots as it publishes them, so its
     /// next decision doesn't wait for the round trip through the topic.
     func record(_ snapshot: JobSnapshot) {
+        let compact = Self.compact(snapshot)
+        table.withLock { _ = $0.apply(compact) }
+    }
+
+    /// Only what the ledger's questions need: not a job's params, result or progress.
+    private static func compact(_ snapshot: JobSnapshot) -> JobSnapshot {
         var compact = snapshot
         compact.params = .null
         compact.result = nil
         compact.progress = nil
         compact.error = nil
-        table.withLock { _ = $0.apply(compact) }
+        return compact
     }
 
     /// Waits until everything on the status topic now is folded in.
