@@ -32,14 +32,8 @@ struct KafkaClientTests {
     func slowReaderMissesNothing() async throws {
         // The buffer holds 8 messages: the reader's poll thread stops and starts
         // many times over, which must neither skip nor repeat a message.
-        let cluster = try EmbeddedKafkaCluster()
-        try cluster.createTopic("t", partitions: 3)
-        let producer = try KafkaProducer(configuration: cluster.configuration)
         let count = 3000
-        for index in 0..<count {
-            try producer.post(topic: "t", key: Array("k\(index)".utf8), value: Array("\(index)".utf8))
-        }
-        await producer.shutdown()
+        let cluster = try await clusterHolding(count, messagesOn: "t", partitions: 3)
 
         let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "t", from: .beginning, bufferCapacity: 8)
         var offsets: [Int32: [Int64]] = [:]
@@ -59,14 +53,8 @@ struct KafkaClientTests {
 
     @Test("a reader's batches hold every message exactly once, in order per partition, as many as have arrived")
     func batchesMissNothing() async throws {
-        let cluster = try EmbeddedKafkaCluster()
-        try cluster.createTopic("t", partitions: 3)
-        let producer = try KafkaProducer(configuration: cluster.configuration)
         let count = 3000
-        for index in 0..<count {
-            try producer.post(topic: "t", key: Array("k\(index)".utf8), value: Array("\(index)".utf8))
-        }
-        await producer.shutdown()
+        let cluster = try await clusterHolding(count, messagesOn: "t", partitions: 3)
 
         let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "t", from: .beginning, bufferCapacity: 512)
         var offsets: [Int32: [Int64]] = [:]
@@ -158,5 +146,17 @@ struct KafkaClientTests {
         #expect(error?.isTimeout == true, "\(String(describing: error))")
         #expect(error?.message.contains("CreateTopics") == true || error?.message.contains("timed out") == true,
                 "\(String(describing: error))")
+    }
+
+    /// An embedded cluster whose topic holds `count` messages, the value of each its index.
+    private func clusterHolding(_ count: Int, messagesOn topic: String, partitions: Int32) async throws -> EmbeddedKafkaCluster {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic(topic, partitions: partitions)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        for index in 0..<count {
+            try producer.post(topic: topic, key: Array("k\(index)".utf8), value: Array("\(index)".utf8))
+        }
+        await producer.shutdown()
+        return cluster
     }
 }
