@@ -10,8 +10,8 @@ import ServiceLifecycle
 ///
 /// `extraServices` run beside them (embedded mode adds the workers); they start
 /// before the server and stop after it, and the producer stops last so it can
-/// flush. `/metrics` exports `metricsRegistry`; bootstrap swift-metrics with the
-/// same registry to add the HTTP metrics and those of other libraries.
+/// flush. `/metrics` exports `metricsRegistry`, with the job and HTTP metrics;
+/// bootstrap swift-metrics with the same registry to add those of other libraries.
 public func buildGateway(
     configuration: GatewayConfiguration, extraServices: [any Service] = [],
     metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
@@ -44,7 +44,7 @@ public func buildGateway(
     let directory = try WorkerDirectory(configuration: configuration.kafka, topics: configuration.topics, view: view,
                                         commands: commands, silenceTimeout: configuration.workerSilenceTimeout, logger: logger)
     let router = Router(context: GatewayRequestContext.self)
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
     if !configuration.allowedOrigins.isEmpty {
         router.add(middleware: AllowedOriginsMiddleware(origins: Set(configuration.allowedOrigins)))
     }

@@ -16,7 +16,8 @@ import ServiceLifecycle
 /// explains each metric.
 final class GatewayMetrics: Service {
     let registry: PrometheusCollectorRegistry
-    private let factory: PrometheusMetricsFactory
+    /// Also makes the HTTP request metrics (``RequestMetricsMiddleware``).
+    let factory: PrometheusMetricsFactory
     private let lagProbe: ConsumerGroupLag?
     private let logger: Logger
     /// Made once: they are set on every change the view folds, and making a

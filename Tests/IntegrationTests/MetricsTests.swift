@@ -38,4 +38,39 @@ struct MetricsTests {
             #expect(text.contains(#"jobs_commands_consumer_lag{group="jobs-workers"}"#))
         }
     }
+
+    @Test("HTTP metrics count requests by route, method and status, and an open event stream is an active request until it ends")
+    func requestMetrics() async throws {
+        try await TestCluster().withGateway { client in
+            let port = try #require(client.port)
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":15,"stepMs":100}}"#)
+            for _ in 0..<3 { #expect(try await client.request(.get, "/jobs/\(job.id)").status == .ok) }
+            #expect(try await client.request(.get, "/jobs/no-such-job").status == .notFound)
+
+            /// The value of the series named `name` whose labels include every one of `labels`.
+            func value(_ name: String, _ labels: [String]) async throws -> Double? {
+                let text = try await client.request(.get, "/metrics").text
+                return text.split(separator: "\n").first { line in
+                    line.hasPrefix(name + "{") && labels.allSatisfy { line.contains($0) }
+                }.flatMap { Double($0.split(separator: " ").last ?? "") }
+            }
+            let read = [#"http_route="/jobs/{id}""#, #"http_request_method="GET""#]
+            #expect(try await value("hb_requests", read + [#"http_response_status_code="200""#]) == 3)
+            #expect(try await value("hb_requests", read + [#"http_response_status_code="404""#]) == 1)
+            #expect(try await value("http_server_request_duration_count", read + [#"http_response_status_code="200""#]) == 3)
+
+            // While a stream is open, it and the /metrics request reading the gauge are active.
+            let stream = Task { try await readEventStream(port: port, "/jobs/\(job.id)/events") }
+            let active = [#"http_request_method="GET""#]
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try await value("http_server_active_requests", active) != 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try await value("http_server_active_requests", active) == 2)
+            #expect(try await stream.value.ended)
+            #expect(try await value("http_server_active_requests", active) == 1)
+            let streamed = [#"http_route="/jobs/{id}/events""#, #"http_response_status_code="200""#]
+            #expect(try await value("http_server_request_duration_count", streamed) == 1)
+        }
+    }
 }
