@@ -40,8 +40,9 @@ public final class EmbeddedKafkaCluster: Sendable {
         _ = rd_kafka_mock_broker_set_up(cluster.pointer, brokerID)
     }
 
-    /// Makes `broker` the leader of one partition, so a test can fail one topic's
-    /// writes (by taking its leader down) while other topics stay up.
+    /// Makes `broker` the leader of one partition, or with -1 leaves it without
+    /// one: nothing can then be written to or read from it, while the broker and
+    /// every other partition stay up.
     public func setPartitionLeader(topic: String, partition: Int32, broker brokerID: Int32) {
         _ = rd_kafka_mock_partition_set_leader(cluster.pointer, topic, partition, brokerID)
     }

@@ -28,11 +28,14 @@ extension FaultSuite {
 
         try #require(await pollUntil(timeout: .seconds(10)) { log.acceptedCount >= 80 }, "no steady flow: \(log.summary)")
 
-        // 1. The broker is down for 3 s.
+        // 1. An outage of 3 s: no partition of any topic has a leader, so nothing
+        // can be written or read. (Not by taking the mock broker down: librdkafka
+        // 2.0.2's mock then closes its listener and binds the port again at once,
+        // and aborted whole test runs when that bind failed.)
         let downAt = Date()
-        scenario.cluster.setBrokerDown()
+        scenario.system.setLeader(-1, of: scenario.system.topics.all)
         try await Task.sleep(for: .seconds(3))
-        scenario.cluster.setBrokerUp()
+        scenario.system.setLeader(1, of: scenario.system.topics.all)
         let upAt = Date()
         let answering = await pollUntil(timeout: .seconds(20)) { log.firstAcceptance(after: upAt) != nil }
         let recovery = log.firstAcceptance(after: upAt)?.seconds(since: upAt) ?? 20
