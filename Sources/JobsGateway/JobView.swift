@@ -178,12 +178,6 @@ public final class JobView: Service {
         fold(CollectionOfOne(.snapshot(snapshot)))
     }
 
-    /// One record of the status topic: a job's snapshot, or its tombstone.
-    private enum StatusRecord {
-        case snapshot(JobSnapshot)
-        case tombstone(JobID)
-    }
-
     /// Folds records in order, at most `chunkSize` per hold of the lock, so a
     /// replay never keeps a reader waiting long; returns whether some ended job's
     /// record was a stale one (see `reassertStaleTails`).
@@ -269,13 +263,10 @@ public final class JobView: Service {
     private func follow() async {
         for await batch in reader.batches() {
             // Decoded before the lock is taken: the lock is held for the fold alone.
+            // Tombstones are jobs that expired from some gateway's view: forgotten here too.
             let records = batch.compactMap { message -> StatusRecord? in
-                guard let value = message.value else {
-                    // A tombstone: the job expired from some gateway's view; forget it here too.
-                    return message.key.map { .tombstone(JobID(rawValue: String(decoding: $0, as: UTF8.self))) }
-                }
                 do {
-                    return .snapshot(try WireFormat.decodeSnapshot(value))
+                    return try StatusRecord(key: message.key, value: message.value)
                 } catch {
                     logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
                     return nil

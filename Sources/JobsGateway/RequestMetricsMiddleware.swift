@@ -9,7 +9,7 @@ import Synchronization
 /// Hummingbird's wraps every response body in a closure that runs once the body
 /// is written, so that it can time the write too; that takes the server off its
 /// path for a body that is one buffer, and on `GET /jobs/{id}` it cost about a
-/// fifth of the gateway's throughput (README, Benchmark). A body of known
+/// third of the gateway's throughput (README, Benchmark). A body of known
 /// length is written in one go right after the handler returns, so here it is
 /// timed up to the handler's return; only a stream (an event stream, whose
 /// length is unknown) is still timed, and counted as active, to its last byte.

@@ -24,35 +24,25 @@ final class StatusLedger: Sendable {
     /// Folds the status topic until the reader is closed, a batch at a time.
     func follow(_ reader: KafkaTopicReader) async {
         for await batch in reader.batches() {
-            var changes: [Change] = []
-            changes.reserveCapacity(batch.count)
-            for message in batch {
-                if let value = message.value {
-                    do {
-                        changes.append(.record(Self.compact(try WireFormat.decodeSnapshot(value))))
-                    } catch {
-                        logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
-                    }
-                } else if let key = message.key {
-                    // A tombstone: the job expired long after it ended (docs/operations.md).
-                    changes.append(.forget(JobID(rawValue: String(decoding: key, as: UTF8.self))))
+            // Tombstones are jobs that expired long after they ended (docs/operations.md).
+            let records = batch.compactMap { message -> StatusRecord? in
+                do {
+                    return try StatusRecord(key: message.key, value: message.value)
+                } catch {
+                    logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
+                    return nil
                 }
             }
             table.withLock { table in
-                for change in changes {
-                    switch change {
-                    case .record(let snapshot): _ = table.fold(snapshot)
-                    case .forget(let id): table.remove(id)
+                for record in records {
+                    switch record {
+                    case .snapshot(let snapshot): _ = table.apply(Self.compact(snapshot))
+                    case .tombstone(let id): table.remove(id)
                     }
                 }
             }
             offsets.advance(past: batch)
         }
-    }
-
-    private enum Change {
-        case record(JobSnapshot)
-        case forget(JobID)
     }
 
     /// Also called with the worker's own snapshots as it publishes them, so its
