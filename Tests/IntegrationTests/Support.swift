@@ -17,17 +17,15 @@ struct TestCluster {
 
     let partitions: Int32
 
-    init(partitions: Int32 = 3, brokers: Int = 1) throws {
-        cluster = try EmbeddedKafkaCluster(brokers: brokers, logger: .quiet)
+    init(partitions: Int32 = 3) throws {
+        cluster = try EmbeddedKafkaCluster(logger: .quiet)
         self.partitions = partitions
         for topic in topics.all { try cluster.createTopic(topic, partitions: partitions) }
     }
 
     /// Takes the leader away from every partition of `topics` (broker -1), or gives
     /// it to `broker`: while leaderless nothing can be written, as when the broker
-    /// is down. Used instead of taking the broker down, which librdkafka 2.0.2's
-    /// mock does by closing its listener and binding the port again at once, and
-    /// which aborted a whole test run when that bind failed.
+    /// is down (see ``EmbeddedKafkaCluster/setPartitionLeader(topic:partition:broker:)``).
     func setLeader(_ broker: Int32, of topics: [String]) {
         for topic in topics {
             for partition in 0..<partitions { cluster.setPartitionLeader(topic: topic, partition: partition, broker: broker) }
