@@ -17,6 +17,8 @@ struct Wrk {
         let socket_errors: Int
         /// wrk's CPU time over the run's wall time and all cores.
         var cpuShare = 0.0
+        /// wrk's CPU time (user and system), in seconds.
+        var cpuSeconds = 0.0
 
         enum CodingKeys: String, CodingKey {
             case requests, seconds, p50_ms, p99_ms, unexpected_status, socket_errors
@@ -86,7 +88,8 @@ struct Wrk {
             throw BenchError("wrk printed no result (\(status)): \(printed)")
         }
         var result = try JSONDecoder().decode(Result.self, from: Data(line.utf8))
-        result.cpuShare = (childrenCPUSeconds() - cpuBefore) / (wall * Double(ProcessInfo.processInfo.activeProcessorCount))
+        result.cpuSeconds = childrenCPUSeconds() - cpuBefore
+        result.cpuShare = result.cpuSeconds / (wall * Double(ProcessInfo.processInfo.activeProcessorCount))
         guard result.unexpected_status == 0, result.socket_errors == 0 else {
             throw BenchError("\(method) \(path): \(result.unexpected_status) answers were not \(expectedStatus), \(result.socket_errors) socket errors")
         }
