@@ -43,7 +43,8 @@ struct MetricsTests {
     func requestMetrics() async throws {
         try await TestCluster().withGateway { client in
             let port = try #require(client.port)
-            let job = try await client.submit(#"{"type":"sleep","params":{"steps":15,"stepMs":100}}"#)
+            // Long enough to outlast a loaded machine: the cancel below ends it, and its stream.
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":600,"stepMs":100}}"#)
             for _ in 0..<3 { #expect(try await client.request(.get, "/jobs/\(job.id)").status == .ok) }
             #expect(try await client.request(.get, "/jobs/no-such-job").status == .notFound)
 
@@ -67,6 +68,7 @@ struct MetricsTests {
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(try await value("http_server_active_requests", active) == 2)
+            #expect(try await client.request(.post, "/jobs/\(job.id)/cancel").status == .accepted)
             #expect(try await stream.value.ended)
             #expect(try await value("http_server_active_requests", active) == 1)
             let streamed = [#"http_route="/jobs/{id}/events""#, #"http_response_status_code="200""#]
