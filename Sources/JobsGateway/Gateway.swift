@@ -25,7 +25,9 @@ public func buildGateway(
     )
     let producer = try KafkaProducer(configuration: configuration.producerConfiguration,
                                      topics: configuration.topics.all, logger: logger)
-    let commands = JobCommands(producer: producer, topics: configuration.topics)
+    let urgentProducer = try KafkaProducer(configuration: configuration.urgentProducerConfiguration,
+                                           topics: [configuration.topics.control, configuration.topics.status], logger: logger)
+    let commands = JobCommands(producer: producer, urgent: urgentProducer, topics: configuration.topics)
     let retention = JobView.Retention(age: configuration.jobRetention, sweepInterval: configuration.retentionSweepInterval) { id in
         do {
             try await commands.tombstone(id)
@@ -81,7 +83,7 @@ public func buildGateway(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
-        services: [producer, view, directory, metrics] + extraServices,
+        services: [producer, urgentProducer, view, directory, metrics] + extraServices,
         logger: logger
     )
 }

@@ -77,6 +77,14 @@ public struct GatewayConfiguration: Sendable {
         self.dashboardDirectory = dashboardDirectory
     }
 
+    /// The settings of the producer for cancels: as ``producerConfiguration``,
+    /// but sending each message at once. Cancels are few, and a person waits on them.
+    var urgentProducerConfiguration: KafkaConfiguration {
+        var configuration = producerConfiguration
+        configuration.properties["linger.ms"] = "0"
+        return configuration
+    }
+
     /// The producer's settings: the command deadline bounds every delivery.
     var producerConfiguration: KafkaConfiguration {
         var configuration = kafka

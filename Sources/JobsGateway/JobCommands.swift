@@ -4,7 +4,11 @@ import KafkaClient
 /// What the gateway publishes: start commands, cancel commands, and the
 /// snapshots that make a job visible (queued) or mark its cancel request.
 struct JobCommands: Sendable {
+    /// Start commands and snapshots: lingers, to send batches under load.
     let producer: KafkaProducer
+    /// A cancel and its snapshots: sent at once, since a person waits on them
+    /// (the cancel workload's p99 rose from 13 to 21-24 ms with lingering).
+    let urgent: KafkaProducer
     let topics: TopicNames
 
     /// Keyed by the job's ordering key when it has one: Kafka keeps one key's
@@ -16,11 +20,13 @@ struct JobCommands: Sendable {
     }
 
     func cancel(_ id: JobID) async throws(KafkaError) {
-        try await producer.send(topic: topics.control, key: key(id), value: encode { try WireFormat.encode(ControlCommand.cancel(id)) })
+        try await urgent.send(topic: topics.control, key: key(id), value: encode { try WireFormat.encode(ControlCommand.cancel(id)) })
     }
 
-    func publishStatus(_ snapshot: JobSnapshot) async throws(KafkaError) {
-        try await producer.send(topic: topics.status, key: key(snapshot.id), value: encode { try WireFormat.encodeSnapshot(snapshot) })
+    /// - Parameter urgent: part of a cancel request; sent at once.
+    func publishStatus(_ snapshot: JobSnapshot, urgent: Bool = false) async throws(KafkaError) {
+        try await (urgent ? self.urgent : producer)
+            .send(topic: topics.status, key: key(snapshot.id), value: encode { try WireFormat.encodeSnapshot(snapshot) })
     }
 
     /// Tells the compacted status topic to forget a job.

@@ -117,7 +117,7 @@ struct JobRoutes: Sendable {
             // Workers skip a job that has ended. If one had just started it, the
             // cancel command stops it, and its own final snapshot outranks this one.
             do {
-                try await commands.publishStatus(cancelled)
+                try await commands.publishStatus(cancelled, urgent: true)
                 view.apply(cancelled)
                 return try snapshotResponse(view[current.id] ?? cancelled, status: .accepted)
             } catch {
@@ -129,7 +129,7 @@ struct JobRoutes: Sendable {
         requested.updatedAt = Date()
         view.apply(requested)
         do {
-            try await commands.publishStatus(requested)
+            try await commands.publishStatus(requested, urgent: true)
         } catch {
             logger.warning("cancel-requested snapshot not acknowledged", metadata: ["job.id": "\(current.id)", "error": "\(error)"])
         }

@@ -35,10 +35,16 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// The defaults a job system wants; any of them can be overridden.
+    ///
+    /// `linger.ms` is librdkafka's own default, 5 ms: under load it gathers each
+    /// partition's messages into batches, which every broker, and above all the
+    /// embedded one, serves far more cheaply than single messages (end-to-end
+    /// throughput rose by a fifth to a half over 1 ms; see the README). Messages a
+    /// person waits on, such as the gateway's cancels, get a producer of their own with 0.
     public static let defaultProperties: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",
-        "linger.ms": "1",
+        "linger.ms": "5",
         "message.timeout.ms": "10000",
         "queue.buffering.max.messages": "1000000",
     ]

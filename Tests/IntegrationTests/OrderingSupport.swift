@@ -163,7 +163,7 @@ struct OrderedSubmitter: Sendable {
     init(_ system: TestCluster) throws {
         producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands, system.topics.status],
                                      logger: .quiet)
-        commands = JobCommands(producer: producer, topics: system.topics)
+        commands = JobCommands(producer: producer, urgent: producer, topics: system.topics)
     }
 
     func submit(_ step: Step, orderingKey: String?) async throws -> JobSnapshot {
