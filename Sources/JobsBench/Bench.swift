@@ -218,7 +218,7 @@ struct All: AsyncParsableCommand {
         for workers in [1, 2, 4] {
             let system = try await Deployment(port: 18210 + workers, partitions: 12, workers: workers, concurrency: concurrency)
             try await system.waitForWorkers(workers)
-            try await warmUp(system, jobs: workers * concurrency * 20)
+            try await warmUp(system, jobs: workers * concurrency * 20, workers: workers)
             let before = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#)
             let (client, base) = (system.client, system.base)
             let started = ContinuousClock.now
@@ -239,16 +239,30 @@ struct All: AsyncParsableCommand {
         ])
     }
 
-    /// Runs `jobs` short sleep jobs to their end and waits until the group has
-    /// been quiet (no job waiting) for a couple of seconds.
-    func warmUp(_ system: Deployment, jobs: Int) async throws {
+    /// Runs `jobs` short sleep jobs to their end, again (up to 5 times) until
+    /// `workers` different workers ran the newest of them, and waits until the
+    /// group has been quiet (no job waiting) for a couple of seconds.
+    ///
+    /// A worker that ran none owns no partition yet: the group is still
+    /// rebalancing, and a measurement then would count fewer workers.
+    func warmUp(_ system: Deployment, jobs: Int, workers: Int) async throws {
         let (client, base) = (system.client, system.base)
-        _ = try await load(connections: 16, total: jobs) { _ in
-            _ = try await send(client, "POST", base + "/jobs", body: #"{"type":"sleep","params":{"steps":1,"stepMs":20}}"#)
+        struct Page: Decodable {
+            struct Job: Decodable { let workerID: String? }
+            let jobs: [Job]
         }
-        try await drain(system)
-        try await Task.sleep(for: .seconds(2))
-        try await drain(system)
+        for _ in 0..<5 {
+            _ = try await load(connections: 16, total: jobs) { _ in
+                _ = try await send(client, "POST", base + "/jobs", body: #"{"type":"sleep","params":{"steps":1,"stepMs":20}}"#)
+            }
+            try await drain(system)
+            try await Task.sleep(for: .seconds(2))
+            try await drain(system)
+            let newest = try await send(client, "GET", base + "/jobs?limit=\(min(jobs, 100))").body
+            let page = try JSONDecoder().decode(Page.self, from: Data(Array(buffer: newest)))
+            if Set(page.jobs.compactMap(\.workerID)).count >= workers { return }
+        }
+        throw BenchError("after 5 warm-ups, fewer than \(workers) workers had run jobs")
     }
 
     /// Waits until nothing is queued or running and no submit is still being
