@@ -93,6 +93,26 @@ struct EndToEndTests {
         }
     }
 
+    @Test("a cancel and its snapshot are sent at once, even while start commands and snapshots linger for seconds")
+    func cancelDoesNotLinger() async throws {
+        let system = try TestCluster()
+        let linger = Duration.seconds(4)
+        try await system.withGateway(commandTimeout: .seconds(15), configure: { $0.kafka.properties["linger.ms"] = "4000" }) { client in
+            // The submit waits out the linger: the setting reached the batching producer.
+            let submitted = ContinuousClock.now
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":1000,"stepMs":100}}"#)
+            #expect(ContinuousClock.now - submitted >= linger / 2)
+            try await client.waitFor(job.id) { $0.status == .running }
+
+            let requested = ContinuousClock.now
+            let reply = try await client.request(.post, "/jobs/\(job.id)/cancel")
+            #expect(reply.status == .accepted)
+            let answeredAfter = ContinuousClock.now - requested
+            #expect(answeredAfter < linger / 2, "the cancel was answered after \(answeredAfter)")
+            #expect(try await client.waitFor(job.id) { $0.status.isTerminal }.status == .cancelled)
+        }
+    }
+
     struct Explosion: Error, CustomStringConvertible {
         var description: String { "the fuse was too short" }
     }
