@@ -39,7 +39,7 @@ public final class KafkaProducer: Service, Sendable {
     /// `linger.ms` is librdkafka's own default, 5 ms: under load it gathers each
     /// partition's messages into batches, which every broker, and above all the
     /// embedded one, serves far more cheaply than single messages (end-to-end
-    /// throughput rose by a fifth to a half over 1 ms; see the README). Messages a
+    /// throughput rose by a third over 1 ms; docs/operations.md). Messages a
     /// person waits on, such as the gateway's cancels, get a producer of their own with 0.
     public static let defaultProperties: [String: String] = [
         "enable.idempotence": "true",
