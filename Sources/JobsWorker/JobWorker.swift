@@ -95,8 +95,11 @@ public final class JobWorker: Service {
         await statusReader.close()
         await controlReader.close()
         await followers.value
-        await heartbeats.sendFinal()
-        await producer.shutdown()
+        heartbeats.sendFinal()
+        // Every final snapshot has been acknowledged (or its job handed back) by
+        // now; what may still wait is heartbeats and progress, best effort. So a
+        // broker that is gone holds the exit up for 3 s, not for two message timeouts.
+        await producer.shutdown(flushTimeout: .seconds(3))
         logger.info("worker stopped")
     }
 
@@ -397,9 +400,9 @@ private struct Heartbeats: Sendable {
         }
     }
 
-    func sendFinal() async {
-        guard let value = try? WireFormat.encode(heartbeat(stopped: true)) else { return }
-        _ = try? await producer.send(topic: configuration.topics.workers, key: Array(configuration.workerID.utf8), value: value)
+    /// Queued, not awaited: the producer's closing flush delivers it.
+    func sendFinal() {
+        send(stopped: true)
     }
 
     private func send(stopped: Bool) {

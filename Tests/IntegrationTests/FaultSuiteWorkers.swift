@@ -280,6 +280,28 @@ extension FaultSuite {
         #expect(workerLog.contains("worker stopped"), "the worker did not stop cleanly:\n\(workerLog.suffix(3000))")
         #expect(exitedAt.seconds(since: sigtermAt) < 15, "the worker took \(exitedAt.seconds(since: sigtermAt)) s to exit")
     }
+
+    @Test("broker-gone-shutdown: a worker that can write nowhere still exits cleanly within 8 s of SIGTERM")
+    func shutdownWithoutBrokerIsBounded() async throws {
+        let scenario = try FaultScenario("broker-gone-shutdown")
+        let worker = try scenario.worker("worker-g")
+        try await worker.waitUntilReady()
+
+        // No partition has a leader from now on: heartbeats, and the final one
+        // sent at shutdown, wait in the producer until their 10 s message timeout.
+        scenario.system.setLeader(-1, of: scenario.system.topics.all)
+        try await Task.sleep(for: .seconds(2))
+        let sigtermAt = Date()
+        await worker.process.stop(SIGTERM, timeout: .seconds(40))
+        let exitSeconds = Date().seconds(since: sigtermAt)
+        let workerLog = worker.process.log
+        scenario.system.setLeader(1, of: scenario.system.topics.all)
+        await scenario.stopAll()
+        await scenario.watcher.stop()
+
+        #expect(workerLog.contains("worker stopped"), "the worker did not stop cleanly:\n\(workerLog.suffix(3000))")
+        #expect(exitSeconds < 8, "the worker took \(exitSeconds) s to exit:\n\(workerLog.suffix(3000))")
+    }
 }
 
 extension FaultSuite {
