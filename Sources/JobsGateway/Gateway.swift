@@ -28,6 +28,7 @@ public func buildGateway(
     let urgentProducer = try KafkaProducer(configuration: configuration.urgentProducerConfiguration,
                                            topics: [configuration.topics.control, configuration.topics.status], logger: logger)
     let commands = JobCommands(producer: producer, urgent: urgentProducer, topics: configuration.topics)
+    let withdrawals = Withdrawals(commands: commands, logger: logger)
     let retention = JobView.Retention(age: configuration.jobRetention, sweepInterval: configuration.retentionSweepInterval) { id in
         do {
             try await commands.tombstone(id)
@@ -67,6 +68,7 @@ public func buildGateway(
         view: view,
         workers: directory,
         commands: commands,
+        withdrawals: withdrawals,
         metrics: metrics,
         configuredTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
         configuration: configuration,
@@ -83,7 +85,7 @@ public func buildGateway(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
-        services: [producer, urgentProducer, view, directory, metrics] + extraServices,
+        services: [producer, urgentProducer, withdrawals, view, directory, metrics] + extraServices,
         logger: logger
     )
 }

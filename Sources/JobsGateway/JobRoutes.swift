@@ -14,6 +14,7 @@ struct JobRoutes: Sendable {
     let view: JobView
     let workers: WorkerDirectory
     let commands: JobCommands
+    let withdrawals: Withdrawals
     let metrics: GatewayMetrics
     let keysInFlight = KeysInFlight()
     /// Types from configuration; the ones workers announce are added to them.
@@ -74,9 +75,7 @@ struct JobRoutes: Sendable {
             if await queuedSnapshot == nil {
                 // The job was not accepted, but its queued snapshot landed: withdraw
                 // it, so no reader shows a job that will never run.
-                do throws(KafkaError) { try await commands.tombstone(job.id) } catch {
-                    logger.error("queued snapshot of a refused job not withdrawn", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
-                }
+                await withdrawals.withdraw(job.id)
             }
             throw ProblemDetails.brokerUnavailable("the job could not be queued in time (\(error.code)); it was not accepted")
         }

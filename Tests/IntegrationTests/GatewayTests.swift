@@ -1,7 +1,9 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import JobsCore
 import KafkaClient
+import NIOCore
 import JobsWorker
 import Testing
 
@@ -273,6 +275,52 @@ struct BadInputTests {
             if let refused = ids.last, refused != warm.id {
                 #expect(try await client.request(.get, "/jobs/\(refused)").status == .notFound)
             }
+        }
+    }
+
+    @Test("a refused job's queued snapshot is withdrawn once the broker takes it, even when the first try fails too")
+    func withdrawalIsRetried() async throws {
+        let system = try TestCluster(partitions: 1)
+        let commandTimeout = Duration.seconds(2)
+        try await system.withGateway(worker: false, commandTimeout: commandTimeout) { client in
+            struct Listing: Decodable { let jobs: [JobSnapshot] }
+            func listed() async throws -> [JobID] {
+                try WireFormat.decode(Listing.self, from: Array(buffer: try await client.request(.get, "/jobs").body)).jobs.map(\.id)
+            }
+            let warm = try await client.submit(#"{"type":"noop"}"#)
+            system.setLeader(-1, of: [system.topics.commands])
+            // On a connection of its own: the test client's one connection would
+            // hold the listings below back until the submit is answered.
+            var post = HTTPClientRequest(url: "http://127.0.0.1:\(try #require(client.port))/jobs")
+            post.method = .POST
+            post.headers.add(name: "content-type", value: "application/json")
+            post.body = .bytes(ByteBuffer(string: #"{"type":"noop"}"#))
+            let request = post
+            let submit = Task { try await HTTPClient.shared.execute(request, timeout: .seconds(30)).status }
+
+            // Its queued snapshot lands and shows; then the status topic goes too,
+            // before the command times out, so the first tombstone fails.
+            var shown: [JobID] = []
+            for _ in 0..<100 where shown.count < 2 {
+                shown = try await listed()
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            system.setLeader(-1, of: [system.topics.status])
+            try #require(shown.count == 2, "the refused job's queued snapshot never showed: \(shown)")
+            let refused = try #require(shown.first { $0 != warm.id })
+            #expect(try await submit.value == .serviceUnavailable)
+
+            // Well past the tombstone's own timeout (librdkafka checks timeouts about
+            // once a second), then the status topic is back.
+            try await Task.sleep(for: commandTimeout * 2 + .milliseconds(1500))
+            system.setLeader(1, of: [system.topics.status])
+            var remaining = shown
+            for _ in 0..<300 where remaining != [warm.id] {
+                try await Task.sleep(for: .milliseconds(50))
+                remaining = try await listed()
+            }
+            #expect(remaining == [warm.id])
+            #expect(try await client.request(.get, "/jobs/\(refused)").status == .notFound)
         }
     }
 }
