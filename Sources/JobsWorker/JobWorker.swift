@@ -96,9 +96,10 @@ public final class JobWorker: Service {
         await controlReader.close()
         await followers.value
         heartbeats.sendFinal()
-        // Every final snapshot has been acknowledged (or its job handed back) by
-        // now; what may still wait is heartbeats and progress, best effort. So a
-        // broker that is gone holds the exit up for 3 s, not for two message timeouts.
+        // Jobs await their own final snapshots, and every job has ended or been
+        // handed back by now: what may still be queued is heartbeats and progress,
+        // best effort. So a broker that is gone holds the exit up for 3 s, not for
+        // two message timeouts.
         await producer.shutdown(flushTimeout: .seconds(3))
         logger.info("worker stopped")
     }
