@@ -245,7 +245,14 @@ private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err
             handler.logger.error("assign failed", metadata: ["error": "\(failure)"])
             return
         }
-        if handler.flow.isPaused { rd_kafka_pause_partitions(handle, list) }
+        // librdkafka 2.0.2 keeps a partition's app pause flag through a revoke:
+        // one paused here, revoked, and assigned again after a resume would stay
+        // paused for good. So each assigned partition gets the current state.
+        if handler.flow.isPaused {
+            rd_kafka_pause_partitions(handle, list)
+        } else {
+            rd_kafka_resume_partitions(handle, list)
+        }
         handler.logger.info("partitions assigned", metadata: ["partitions": "\(partitions)"])
         handler.listener?.partitionsAssigned(partitions)
         handler.buffer?.push(.assigned(partitions))

@@ -1,5 +1,6 @@
 import Foundation
 import KafkaClient
+import Synchronization
 import Testing
 
 @Suite("Kafka client against the embedded cluster", .timeLimit(.minutes(2)))
@@ -115,6 +116,48 @@ struct KafkaClientTests {
         await producer.shutdown()
     }
 
+    @Test("a partition revoked while the consumer was paused is fetched again when it comes back")
+    func partitionPausedBeforeRevokeFlowsAfterReassign() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("jobs", partitions: 2)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        var configuration = cluster.configuration
+        configuration.properties["session.timeout.ms"] = "6000"
+
+        // A fills its small buffer with both partitions' messages and pauses them.
+        for index in 0..<20 { try await producer.send(topic: "jobs", key: Array("k\(index)".utf8), value: Array("old".utf8)) }
+        let first = try KafkaConsumer(configuration: configuration, groupID: "g", topics: ["jobs"], bufferCapacity: 4)
+        let events = EventLog(first)
+        try #require(await events.waitFor(timeout: .seconds(20)) { $0.assigned == [0, 1] })
+        try await Task.sleep(for: .seconds(1))
+
+        // B joins and takes one partition from A while A is paused.
+        let second = try KafkaConsumer(configuration: configuration, groupID: "g", topics: ["jobs"])
+        var moved: Int32?
+        for await event in second {
+            if case .assigned(let partitions) = event, let partition = partitions.first { moved = partition.partition; break }
+        }
+        let partition = try #require(moved)
+        // A reads what it holds, resumes, and gets the partition back when B leaves.
+        events.startReading()
+        try #require(await events.waitFor(timeout: .seconds(20)) { $0.revoked.contains(partition) })
+        await second.close()
+        try #require(await events.waitFor(timeout: .seconds(20)) { $0.assigned.filter { $0 == partition }.count == 2 },
+                     "partition \(partition) did not come back to the first consumer")
+
+        // New messages on it reach A.
+        var sent = 0
+        for index in 0..<40 where sent < 5 {
+            let report = try await producer.send(topic: "jobs", key: Array("n\(index)".utf8), value: Array("new".utf8))
+            if report.partition == partition { sent += 1 }
+        }
+        let arrived = await events.waitFor(timeout: .seconds(10)) { $0.newOn(partition) >= 5 }
+        #expect(arrived, "of 5 new messages on partition \(partition), \(events.snapshot.newOn(partition)) arrived")
+        await first.close()
+        await events.finished()
+        await producer.shutdown()
+    }
+
     @Test("a send the broker cannot take within message.timeout.ms fails with a timeout")
     func sendTimesOutWhenBrokerIsDown() async throws {
         let cluster = try EmbeddedKafkaCluster()
@@ -166,4 +209,53 @@ struct KafkaClientTests {
         await producer.shutdown()
         return cluster
     }
+}
+
+/// What a group consumer has received, gathered by a task of its own once
+/// ``startReading()`` is called (or at once, for assignments, before that).
+private final class EventLog: Sendable {
+    struct Seen: Sendable {
+        var assigned: [Int32] = []
+        var revoked: [Int32] = []
+        var newMessages: [Int32] = []
+        func newOn(_ partition: Int32) -> Int { newMessages.filter { $0 == partition }.count }
+    }
+    private let seen = Mutex(Seen())
+    private let reading = Mutex<Task<Void, Never>?>(nil)
+    private let gate = AsyncStream<Void>.makeStream()
+
+    /// Reads the first assignment at once, then waits for ``startReading()``.
+    init(_ consumer: KafkaConsumer) {
+        reading.withLock { $0 = Task { [self] in
+            var iterator = consumer.makeAsyncIterator()
+            var gated = true
+            while let event = await iterator.next() {
+                switch event {
+                case .assigned(let partitions): self.seen.withLock { $0.assigned += partitions.map(\.partition) }
+                case .revoked(let partitions): self.seen.withLock { $0.revoked += partitions.map(\.partition) }
+                case .message(let message):
+                    if message.value == Array("new".utf8) { self.seen.withLock { $0.newMessages.append(message.partition) } }
+                }
+                if gated {
+                    // Holds the rest in the consumer's buffer until the test lets it go.
+                    for await _ in self.gate.stream { break }
+                    gated = false
+                }
+            }
+        } }
+    }
+
+    var snapshot: Seen { seen.withLock { $0 } }
+    func startReading() { gate.continuation.yield() }
+
+    func waitFor(timeout: Duration, _ condition: (Seen) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !condition(snapshot) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
+    func finished() async { await reading.withLock { $0 }?.value }
 }
