@@ -226,8 +226,17 @@ struct All: AsyncParsableCommand {
                 _ = try await send(client, "POST", base + "/jobs", body: #"{"type":"sleep","params":{"steps":1,"stepMs":20}}"#)
             }
             let deadline = ContinuousClock.now + .seconds(300)
-            while try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#) - before < Double(jobs),
-                  ContinuousClock.now < deadline {
+            while try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#) - before < Double(jobs) {
+                guard ContinuousClock.now < deadline else {
+                    // Not a rate: say where the jobs are, and leave nothing running.
+                    var stuck: [String] = []
+                    for status in ["queued", "running"] {
+                        stuck.append("\(status) \(try await metric(system.client, base: system.base, "jobs{status=\"\(status)\"}"))")
+                    }
+                    let lag = try await metric(system.client, base: system.base, #"jobs_commands_consumer_lag{group="jobs-workers"}"#)
+                    await system.shutdown()
+                    throw BenchError("scale-out with \(workers) workers: not every job succeeded within 300 s (\(stuck.joined(separator: ", ")), consumer lag \(lag))")
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
             rates[workers] = Double(jobs) / (ContinuousClock.now - started).seconds
