@@ -213,12 +213,12 @@ struct All: AsyncParsableCommand {
     /// settle: each join is a rebalance, which in the embedded broker waits
     /// out the session timeout.
     func scaleOut(jobs: Int) async throws {
-        var rates: [Int: Double] = [:]
+        var rates: [Int: Double] = [:], warmUps: [Int: Int] = [:]
         let concurrency = 2
         for workers in [1, 2, 4] {
             let system = try await Deployment(port: 18210 + workers, partitions: 12, workers: workers, concurrency: concurrency)
             try await system.waitForWorkers(workers)
-            try await warmUp(system, jobs: workers * concurrency * 20, workers: workers)
+            warmUps[workers] = try await warmUp(system, jobs: workers * concurrency * 20, workers: workers)
             let before = try await metric(system.client, base: system.base, #"jobs{status="succeeded"}"#)
             let (client, base) = (system.client, system.base)
             let started = ContinuousClock.now
@@ -245,33 +245,39 @@ struct All: AsyncParsableCommand {
         printLine(workload: "scaleout", [
             "jobs": Double(jobs), "workers_1_jobs_per_s": rates[1] ?? 0, "workers_2_jobs_per_s": rates[2] ?? 0,
             "workers_4_jobs_per_s": rates[4] ?? 0, "speedup_4_over_1": (rates[4] ?? 0) / max(rates[1] ?? 1, 0.001),
+            "warm_up_rounds_2": Double(warmUps[2] ?? 0), "warm_up_rounds_4": Double(warmUps[4] ?? 0),
         ])
     }
 
     /// Runs `jobs` short sleep jobs to their end, again (up to 5 times) until
-    /// `workers` different workers ran the newest of them, and waits until the
-    /// group has been quiet (no job waiting) for a couple of seconds.
+    /// they were spread evenly over `workers` workers (no worker ran more than
+    /// twice as many as another), and waits until the group has been quiet (no
+    /// job waiting) for a couple of seconds.
     ///
-    /// A worker that ran none owns no partition yet: the group is still
-    /// rebalancing, and a measurement then would count fewer workers.
-    func warmUp(_ system: Deployment, jobs: Int, workers: Int) async throws {
+    /// A worker that ran none owns no partition yet, and one that ran far more
+    /// owns partitions it is about to give away: the group is still rebalancing,
+    /// and a measurement then would count fewer workers.
+    /// - Returns: how many rounds it took.
+    func warmUp(_ system: Deployment, jobs: Int, workers: Int) async throws -> Int {
         let (client, base) = (system.client, system.base)
         struct Page: Decodable {
             struct Job: Decodable { let workerID: String? }
             let jobs: [Job]
         }
-        for _ in 0..<5 {
+        var spread: [String: Int] = [:]
+        for round in 1...5 {
             _ = try await load(connections: 16, total: jobs) { _ in
                 _ = try await send(client, "POST", base + "/jobs", body: #"{"type":"sleep","params":{"steps":1,"stepMs":20}}"#)
             }
             try await drain(system)
             try await Task.sleep(for: .seconds(2))
             try await drain(system)
-            let newest = try await send(client, "GET", base + "/jobs?limit=\(min(jobs, 100))").body
+            let newest = try await send(client, "GET", base + "/jobs?limit=\(min(jobs, 200))").body
             let page = try JSONDecoder().decode(Page.self, from: Data(Array(buffer: newest)))
-            if Set(page.jobs.compactMap(\.workerID)).count >= workers { return }
+            spread = page.jobs.compactMap(\.workerID).reduce(into: [:]) { $0[$1, default: 0] += 1 }
+            if spread.count >= workers, let most = spread.values.max(), let least = spread.values.min(), most <= 2 * least { return round }
         }
-        throw BenchError("after 5 warm-ups, fewer than \(workers) workers had run jobs")
+        throw BenchError("after 5 warm-ups, the jobs were still not spread over \(workers) workers: \(spread)")
     }
 
     /// Waits until nothing is queued or running and no submit is still being
