@@ -15,4 +15,20 @@ public enum StatusRecord: Sendable {
             return nil
         }
     }
+
+    /// The records of `messages`, in order. One whose value is not a snapshot
+    /// is left out and handed to `skipped`, for the caller to log.
+    public static func decodeAll<Messages: Sequence>(
+        _ messages: Messages, key: (Messages.Element) -> [UInt8]?, value: (Messages.Element) -> [UInt8]?,
+        skipped: (Messages.Element, any Error) -> Void
+    ) -> [StatusRecord] {
+        messages.compactMap { message in
+            do {
+                return try StatusRecord(key: key(message), value: value(message))
+            } catch {
+                skipped(message, error)
+                return nil
+            }
+        }
+    }
 }

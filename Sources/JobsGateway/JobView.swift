@@ -264,13 +264,8 @@ public final class JobView: Service {
         for await batch in reader.batches() {
             // Decoded before the lock is taken: the lock is held for the fold alone.
             // Tombstones are jobs that expired from some gateway's view: forgotten here too.
-            let records = batch.compactMap { message -> StatusRecord? in
-                do {
-                    return try StatusRecord(key: message.key, value: message.value)
-                } catch {
-                    logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
-                    return nil
-                }
+            let records = StatusRecord.decodeAll(batch, key: \.key, value: \.value) { message, error in
+                logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
             }
             if fold(records), isReady {
                 await reassertStaleTails()

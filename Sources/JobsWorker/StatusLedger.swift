@@ -25,13 +25,8 @@ final class StatusLedger: Sendable {
     func follow(_ reader: KafkaTopicReader) async {
         for await batch in reader.batches() {
             // Tombstones are jobs that expired long after they ended (docs/operations.md).
-            let records = batch.compactMap { message -> StatusRecord? in
-                do {
-                    return try StatusRecord(key: message.key, value: message.value)
-                } catch {
-                    logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
-                    return nil
-                }
+            let records = StatusRecord.decodeAll(batch, key: \.key, value: \.value) { message, error in
+                logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
             }
             table.withLock { table in
                 for record in records {

@@ -263,11 +263,9 @@ struct BadInputTests {
             #expect(ids.count == 2 && ids.first == warm.id)
             #expect(try await system.recordCount(system.topics.status) == 3)
             // Every view, this gateway's included, forgets it.
-            struct Listing: Decodable { let jobs: [JobSnapshot] }
             var listed: [JobID] = []
             for _ in 0..<100 {
-                let page = try await client.request(.get, "/jobs")
-                listed = try WireFormat.decode(Listing.self, from: Array(buffer: page.body)).jobs.map(\.id)
+                listed = try await client.list().jobs.map(\.id)
                 if listed == [warm.id] { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
@@ -283,10 +281,7 @@ struct BadInputTests {
         let system = try TestCluster(partitions: 1)
         let commandTimeout = Duration.seconds(2)
         try await system.withGateway(worker: false, commandTimeout: commandTimeout) { client in
-            struct Listing: Decodable { let jobs: [JobSnapshot] }
-            func listed() async throws -> [JobID] {
-                try WireFormat.decode(Listing.self, from: Array(buffer: try await client.request(.get, "/jobs").body)).jobs.map(\.id)
-            }
+            func listed() async throws -> [JobID] { try await client.list().jobs.map(\.id) }
             let warm = try await client.submit(#"{"type":"noop"}"#)
             system.setLeader(-1, of: [system.topics.commands])
             // On a connection of its own: the test client's one connection would

@@ -5,17 +5,6 @@ import Testing
 
 @Suite("GET /jobs: filters, pages, refusals", .serialized, .timeLimit(.minutes(3)))
 struct ListingTests {
-    struct ListBody: Decodable {
-        let jobs: [JobSnapshot]
-        let nextCursor: String?
-    }
-
-    func list(_ client: GatewayClient, _ query: String) async throws -> ListBody {
-        let reply = try await client.request(.get, "/jobs\(query)")
-        try #require(reply.status == .ok, "GET /jobs\(query) answered \(reply.status): \(reply.text)")
-        return try WireFormat.decode(ListBody.self, from: Array(buffer: reply.body))
-    }
-
     @Test("lists newest first; following nextCursor visits every job once; filters by status, type and creation time")
     func pagesAndFilters() async throws {
         try await TestCluster().withGateway(worker: false) { client in
@@ -26,12 +15,12 @@ struct ListingTests {
             }
             let newestFirst = submitted.reversed().map(\.id)
 
-            #expect(try await list(client, "").jobs.map(\.id) == newestFirst)
+            #expect(try await client.list("").jobs.map(\.id) == newestFirst)
             var seen: [JobID] = []
             var cursor: String?
             var pages = 0
             repeat {
-                let page = try await list(client, "?limit=3" + (cursor.map { "&cursor=\($0)" } ?? ""))
+                let page = try await client.list("?limit=3" + (cursor.map { "&cursor=\($0)" } ?? ""))
                 #expect(page.jobs.count <= 3)
                 seen += page.jobs.map(\.id)
                 cursor = page.nextCursor
@@ -39,14 +28,14 @@ struct ListingTests {
             } while cursor != nil && pages < 10
             #expect(seen == newestFirst)
             #expect(pages == 3)
-            #expect(try await list(client, "?limit=7").nextCursor == nil, "an exactly full last page has no cursor")
+            #expect(try await client.list("?limit=7").nextCursor == nil, "an exactly full last page has no cursor")
 
-            #expect(try await list(client, "?type=sleep").jobs.map(\.id) == newestFirst.filter { id in submitted.first { $0.id == id }?.type == "sleep" })
-            #expect(try await list(client, "?status=queued&status=running").jobs.count == 7)
-            #expect(try await list(client, "?status=succeeded").jobs.isEmpty)
+            #expect(try await client.list("?type=sleep").jobs.map(\.id) == newestFirst.filter { id in submitted.first { $0.id == id }?.type == "sleep" })
+            #expect(try await client.list("?status=queued&status=running").jobs.count == 7)
+            #expect(try await client.list("?status=succeeded").jobs.isEmpty)
             let since = WireFormat.timestampText(submitted[4].createdAt)
-            #expect(try await list(client, "?createdSince=\(since)").jobs.map(\.id) == Array(newestFirst.prefix(3)))
-            #expect(try await list(client, "?createdUntil=\(since)").jobs.map(\.id) == Array(newestFirst.suffix(4)))
+            #expect(try await client.list("?createdSince=\(since)").jobs.map(\.id) == Array(newestFirst.prefix(3)))
+            #expect(try await client.list("?createdUntil=\(since)").jobs.map(\.id) == Array(newestFirst.suffix(4)))
         }
     }
 

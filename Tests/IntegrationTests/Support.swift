@@ -146,6 +146,12 @@ struct ProblemBody: Decodable {
     let knownTypes: [String]?
 }
 
+/// A page of `GET /jobs`.
+struct ListBody: Decodable {
+    let jobs: [JobSnapshot]
+    let nextCursor: String?
+}
+
 /// A client of the gateway's HTTP API, over an in-process live server or a
 /// separate gateway process.
 struct GatewayClient: Sendable {
@@ -180,6 +186,13 @@ struct GatewayClient: Sendable {
         if json != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
         if let authorization, headers[.authorization] == nil { headers[.authorization] = authorization }
         return try await send(uri, method, headers, json.map { ByteBuffer(string: $0) })
+    }
+
+    /// `GET /jobs` with `query` (empty, or starting with `?`); it must answer 200.
+    func list(_ query: String = "") async throws -> ListBody {
+        let reply = try await request(.get, "/jobs\(query)")
+        try #require(reply.status == .ok, "GET /jobs\(query) answered \(reply.status): \(reply.text)")
+        return try WireFormat.decode(ListBody.self, from: Array(buffer: reply.body))
     }
 
     /// Submits a job and returns its snapshot; the submission must be accepted.

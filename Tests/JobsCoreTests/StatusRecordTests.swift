@@ -21,4 +21,23 @@ struct StatusRecordTests {
         #expect(try StatusRecord(key: nil, value: nil) == nil)
         #expect(throws: (any Error).self) { try StatusRecord(key: key, value: Array("not json".utf8)) }
     }
+
+    @Test("a batch reads in order, and a record that isn't a snapshot is handed back and left out")
+    func batchSkipsWhatDoesNotDecode() throws {
+        let job = JobSnapshot.queued(id: JobID(rawValue: "job-1"), type: "noop", params: [:], at: at(0))
+        let batch: [(key: [UInt8]?, value: [UInt8]?)] = [
+            (Array("job-1".utf8), try WireFormat.encodeSnapshot(job)),
+            (Array("job-2".utf8), Array("not json".utf8)),
+            (nil, nil),
+            (Array("job-3".utf8), nil),
+        ]
+        var skipped: [String] = []
+        let records = StatusRecord.decodeAll(batch, key: \.key, value: \.value) { message, _ in
+            skipped.append(String(decoding: message.key ?? [], as: UTF8.self))
+        }
+        #expect(skipped == ["job-2"])
+        #expect(records.count == 2)
+        if case .snapshot(let read)? = records.first { #expect(read == job) } else { Issue.record("first: \(records)") }
+        if case .tombstone(let id)? = records.last { #expect(id.rawValue == "job-3") } else { Issue.record("last: \(records)") }
+    }
 }
