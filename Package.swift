@@ -45,6 +45,8 @@ let package = Package(
         ),
         // The job model, commands, events and the fold: pure values, Foundation only.
         .target(name: "JobsCore"),
+        // The processes' log output.
+        .target(name: "JobsLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // What a user imports to write a worker: registry, runner, cancellation, progress.
         .target(
             name: "JobsWorker",
@@ -76,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "Gateway",
             dependencies: [
-                "JobsGateway", "JobsWorker", "KafkaClient",
+                "JobsGateway", "JobsWorker", "KafkaClient", "JobsLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -85,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "Worker",
             dependencies: [
-                "JobsWorker", "KafkaClient",
+                "JobsWorker", "KafkaClient", "JobsLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -93,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "FaultWorker",
             dependencies: [
-                "JobsWorker", "KafkaClient",
+                "JobsWorker", "KafkaClient", "JobsLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -110,6 +112,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "JobsCoreTests", dependencies: ["JobsCore"]),
+        .testTarget(name: "JobsLoggingTests", dependencies: ["JobsLogging", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

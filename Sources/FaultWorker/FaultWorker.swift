@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobsCore
+import JobsLogging
 import JobsWorker
 import KafkaClient
 import Logging
@@ -23,11 +24,7 @@ struct FaultWorker: AsyncParsableCommand {
     @Option(name: .customLong("kafka")) var kafkaProperties: [String] = []
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
+        ConsoleLogHandler.bootstrap(level: .info)
         let log = try ExecutionLog(path: executionLog)
         var registry = JobRegistry()
         registry.register("noop", params: [String: Int].self, schema: BuiltinJobTypes.noop.params) { _, context in

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobsCore
 import JobsGateway
+import JobsLogging
 import JobsWorker
 import KafkaClient
 import Logging
@@ -96,11 +97,7 @@ struct GatewayCommand: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: logLevel ?? env["JOBS_LOG_LEVEL"] ?? "info") ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        ConsoleLogHandler.bootstrap(level: level)
         let logger = Logger(label: "jobs.gateway")
 
         let keys = try (apiKeys + (env["JOBS_API_KEYS"].map(Self.list) ?? [])).map { text in

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JobsCore
+import JobsLogging
 import JobsWorker
 import KafkaClient
 import Logging
@@ -49,11 +50,7 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: logLevel ?? env["JOBS_LOG_LEVEL"] ?? "info") ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        ConsoleLogHandler.bootstrap(level: level)
         guard let bootstrap = brokers ?? env["JOBS_BROKERS"] else {
             throw ValidationError("give --brokers (or JOBS_BROKERS)")
         }
