@@ -110,23 +110,28 @@ public enum Authentication: Sendable {
     /// constant time, so how long the check takes says nothing about any key.
     func caller(authorization: String?) -> Caller? {
         guard case .apiKeys(let keys) = self else { return .anonymous }
-        // By bytes: this runs on every request, and the scheme and the spaces
-        // around the token are ASCII.
-        guard let authorization else { return nil }
-        let bytes = Array(authorization.utf8)
-        guard bytes.count > 7, bytes[..<6].map({ $0 | 0x20 }) == Array("bearer".utf8), bytes[6] == UInt8(ascii: " ") else { return nil }
-        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
-        guard let first = bytes[7...].firstIndex(where: { !isBlank($0) }),
-              let last = bytes.lastIndex(where: { !isBlank($0) }) else { return nil }
-        let presented = Array(SHA256.hash(data: bytes[first...last]))
+        // By bytes, in place: this runs on every request, and the scheme and the
+        // spaces around the token are ASCII.
+        guard var authorization else { return nil }
+        let presented: SHA256.Digest? = authorization.withUTF8 { bytes in
+            guard bytes.count > 7, zip(bytes, "bearer".utf8).allSatisfy({ byte, letter in byte | 0x20 == letter }),
+                  bytes[6] == UInt8(ascii: " ") else { return nil }
+            let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+            guard let first = bytes[7...].firstIndex(where: { !isBlank($0) }),
+                  let last = bytes.lastIndex(where: { !isBlank($0) }) else { return nil }
+            return SHA256.hash(data: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[first...last])))
+        }
+        guard let presented else { return nil }
         var match: APIKey?
-        for key in keys where Self.constantTimeEqual(key.digest, presented) {
-            match = key
+        presented.withUnsafeBytes { presented in
+            for key in keys where Self.constantTimeEqual(key.digest, presented) {
+                match = key
+            }
         }
         return match.map { Caller(keyName: $0.name, scopes: $0.scopes) }
     }
 
-    static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+    static func constantTimeEqual(_ lhs: [UInt8], _ rhs: UnsafeRawBufferPointer) -> Bool {
         guard lhs.count == rhs.count else { return false }
         var difference: UInt8 = 0
         for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }

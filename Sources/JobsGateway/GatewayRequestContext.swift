@@ -5,14 +5,18 @@ import NIOCore
 /// is checked) and from where, which is what per-client limits count by.
 public struct GatewayRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let remoteAddress: SocketAddress?
+    private let channel: any Channel
     /// Set by the route's scope check before its handler runs.
     public var caller: Caller?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
+
+    /// Asked for only by the routes that limit per client: reading it takes the
+    /// channel's lock, which every read paid for when it was taken up front.
+    public var remoteAddress: SocketAddress? { channel.remoteAddress }
 
     /// What per-client limits count by: the key when there is one, else the address.
     var clientIdentity: String {

@@ -24,7 +24,8 @@ struct JobRoutes: Sendable {
 
     /// `POST /jobs`: validate, publish the start command, answer 202 once Kafka acknowledged it.
     @Sendable func submit(request: Request, context: Context) async throws -> Response {
-        if let contentType = request.headers[.contentType], !contentType.lowercased().contains("json") {
+        // By bytes: Foundation's `contains` bridges to NSString, on every submit.
+        if let contentType = request.headers[.contentType], contentType.lowercased().utf8.firstRange(of: "json".utf8) == nil {
             throw ProblemDetails.unsupportedMediaType(contentType)
         }
         let body = try await request.body.collect(upTo: configuration.maxBodyBytes)

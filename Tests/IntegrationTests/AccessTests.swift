@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import JobsCore
-import JobsGateway
+@testable import JobsGateway
 import Testing
 
 @Suite("API keys, scopes, CORS and limits", .serialized, .timeLimit(.minutes(3)))
@@ -77,6 +77,21 @@ struct AccessTests {
             #expect(whoami.text.contains(#""name":"reader""#))
             #expect(whoami.text.contains(#""scopes":["read"]"#))
         }
+    }
+
+    @Test("the Authorization header names a key by its token: any case of Bearer, blanks around the token")
+    func authorizationHeaderForms() {
+        let authentication = Authentication.apiKeys(Self.keys)
+        let reader = Self.readerToken
+        for accepted in ["Bearer \(reader)", "bearer \(reader)", "BEARER \(reader)", "Bearer  \t\(reader) \t", "Bearer \(reader)\t"] {
+            #expect(authentication.caller(authorization: accepted)?.keyName == "reader", "\(accepted)")
+        }
+        #expect(authentication.caller(authorization: "Bearer \(Self.adminToken)")?.keyName == "admin")
+        for refused in [nil, "", "Bearer", "Bearer ", "Bearer \t ", "Bearer\t\(reader)", "Bearer\u{0}\(reader)", "Bearerx\(reader)",
+                        "Basic \(reader)", "Bearer \(reader)x", "Bearer \(reader.dropLast())", "Bearer \(reader) \(reader)"] {
+            #expect(authentication.caller(authorization: refused) == nil, "\(String(describing: refused))")
+        }
+        #expect(Authentication.disabled.caller(authorization: nil) == .anonymous)
     }
 
     @Test("a refused submit publishes nothing")
