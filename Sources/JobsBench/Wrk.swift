@@ -25,6 +25,11 @@ struct Wrk {
         }
 
         var requestsPerSecond: Double { Double(requests) / seconds }
+
+        /// The rate of several runs taken together.
+        static func requestsPerSecond(_ runs: [Result]) -> Double {
+            Double(runs.map(\.requests).reduce(0, +)) / runs.map(\.seconds).reduce(0, +)
+        }
     }
 
     var connections = 64
