@@ -184,7 +184,7 @@ struct All: AsyncParsableCommand {
             let started = ContinuousClock.now
             let gateway = try ChildProcess(sibling("gateway"), ["--brokers", bootstrap, "--port", "\(port)", "--create-topics", "false",
                                        "--api-key", benchAPIKey,
-                                                                "--log-level", "error"], name: "gateway")
+                                                                "--log-level", ChildLogs.level], name: "gateway")
             try await waitUntilReady(client, base: "http://127.0.0.1:\(port)", timeout: .seconds(600))
             return (gateway, ContinuousClock.now - started)
         }

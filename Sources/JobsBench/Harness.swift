@@ -18,6 +18,13 @@ final class ChildProcess: @unchecked Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
+        if let folder = ChildLogs.folder {
+            let path = "\(folder)/\(name)-\(UUID().uuidString.prefix(8)).log"
+            guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+                throw BenchError("cannot write \(path) (JOBS_BENCH_LOGS)")
+            }
+            process.standardError = file
+        }
         try process.run()
     }
 
@@ -75,6 +82,14 @@ func sibling(_ name: String) -> String {
     URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
 }
 
+/// The child processes' logs: none, or with `JOBS_BENCH_LOGS=<folder>` each
+/// one's standard error in a file of its own there, at info level, to find out
+/// afterwards what a run that went wrong went through (rebalances, retries).
+enum ChildLogs {
+    static let folder = ProcessInfo.processInfo.environment["JOBS_BENCH_LOGS"]
+    static var level: String { folder == nil ? "error" : "info" }
+}
+
 /// A separate broker process, a gateway, and `workers` worker processes.
 final class Deployment {
     let broker: ChildProcess
@@ -89,7 +104,7 @@ final class Deployment {
         bootstrap = try broker.firstLine()
         gateway = try ChildProcess(sibling("gateway"), ["--brokers", bootstrap, "--port", "\(port)", "--create-topics", "false",
                                        "--api-key", benchAPIKey,
-                                                        "--log-level", "error"] + gatewayArguments, name: "gateway")
+                                                        "--log-level", ChildLogs.level] + gatewayArguments, name: "gateway")
         base = "http://127.0.0.1:\(port)"
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)))
@@ -100,7 +115,7 @@ final class Deployment {
     /// Starts a worker and waits until the gateway hears its heartbeat and it owns partitions.
     func addWorker(index: Int, concurrency: Int) async throws {
         let worker = try ChildProcess(sibling("worker"), ["--brokers", bootstrap, "--concurrency", "\(concurrency)",
-                                                          "--worker-id", "bench-\(index)", "--log-level", "error"], name: "worker-\(index)")
+                                                          "--worker-id", "bench-\(index)", "--log-level", ChildLogs.level], name: "worker-\(index)")
         workers.append(worker)
     }
 
