@@ -7,7 +7,7 @@ import Logging
 /// ready for the next line. Hummingbird sets a request ID on every request's
 /// logger and the worker sets a job's ID, type and attempt on every job's, so
 /// the processes formatted metadata thousands of times a second for lines that
-/// were almost never written: about 4 % of the gateway's CPU when serving reads.
+/// were almost never written: about 2 % of the gateway's CPU when serving reads.
 public struct ConsoleLogHandler: LogHandler {
     private var output: StreamLogHandler
     public var metadata: Logger.Metadata = [:]
