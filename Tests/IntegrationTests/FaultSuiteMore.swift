@@ -18,7 +18,7 @@ extension FaultSuite {
 
         // The blocker would run 60 s; it is cancelled once the queued jobs are.
         let blocker = try await gateway.submitAll([FaultJobs.sleep(steps: 600, stepMs: 100)])[0]
-        try await scenario.watcher.waitUntil("the blocker started", timeout: .seconds(15)) { lines in
+        try await scenario.waitUntil("the blocker started", timeout: .seconds(15)) { lines in
             lines.contains { $0.jobID == blocker && $0.event == .start }
         }
         let queued = try await gateway.submitAll(Array(repeating: FaultJobs.noop, count: 50), lanes: 1)
@@ -151,7 +151,7 @@ extension FaultSuite {
         try await b.waitUntilReady()
 
         let accepted = try await gateway.submitAll(Array(repeating: FaultJobs.sleep(steps: 16, stepMs: 500), count: 16))
-        try await scenario.watcher.waitUntil("both workers run jobs", timeout: .seconds(20)) { lines in
+        try await scenario.waitUntil("both workers run jobs", timeout: .seconds(20)) { lines in
             lines.unfinished(on: a.pid).count >= 2 && !lines.starts(on: b.pid).isEmpty
         }
         let killedAt = Date()

@@ -116,6 +116,12 @@ final class FaultScenario: @unchecked Sendable {
     }
 
     /// The end of every process's log, for failure messages.
+    /// The watcher's wait, failing with what every process logged last.
+    @discardableResult
+    func waitUntil(_ what: String, timeout: Duration, _ condition: ([ExecutionLine]) -> Bool) async throws -> [ExecutionLine] {
+        try await watcher.waitUntil(what, timeout: timeout, explain: { logTails() }, condition)
+    }
+
     func logTails(_ characters: Int = 1500) -> String {
         children.withLock { $0 }.map { "--- \($0.name) (\($0.isRunning ? "running" : "exited")):\n\($0.log.suffix(characters))" }
             .joined(separator: "\n")
@@ -326,14 +332,17 @@ final class ExecutionLogWatcher: Sendable {
         task.withLock { $0?.cancel() }
     }
 
-    /// Polls until `condition` holds on the lines read; fails at the deadline.
+    /// Polls until `condition` holds on the lines read; fails at the deadline,
+    /// saying what `explain` returns then.
     @discardableResult
-    func waitUntil(_ what: String, timeout: Duration, _ condition: ([ExecutionLine]) -> Bool) async throws -> [ExecutionLine] {
+    func waitUntil(_ what: String, timeout: Duration, explain: () -> String = { "" },
+                   _ condition: ([ExecutionLine]) -> Bool) async throws -> [ExecutionLine] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let current = lines
             if condition(current) { return current }
-            try #require(ContinuousClock.now < deadline, "timed out after \(timeout) waiting until \(what); \(current.count) execution lines")
+            try #require(ContinuousClock.now < deadline,
+                         "timed out after \(timeout) waiting until \(what); \(current.count) execution lines\n\(explain())")
             try await Task.sleep(for: .milliseconds(20))
         }
     }

@@ -15,7 +15,7 @@ extension FaultSuite {
         try await b.waitUntilReady()
 
         let accepted = try await gateway.submitAll(Array(repeating: FaultJobs.sleep(steps: 10, stepMs: 50), count: 200))
-        try await scenario.watcher.waitUntil("both workers run jobs", timeout: .seconds(20)) { lines in
+        try await scenario.waitUntil("both workers run jobs", timeout: .seconds(20)) { lines in
             lines.unfinished(on: a.pid).count >= 4 && !lines.starts(on: b.pid).isEmpty
         }
         let killedAt = Date()
@@ -54,7 +54,7 @@ extension FaultSuite {
         let accepted = try await gateway.submitAll(Array(repeating: FaultJobs.sleep(steps: 4, stepMs: 50), count: 300))
         // Killed with many jobs finished, some of them past the last commit (commits go out once a
         // second), and some running (jobs start and end in waves, so wait for a wave under way).
-        try await scenario.watcher.waitUntil("100 jobs ended and more run", timeout: .seconds(30)) { lines in
+        try await scenario.waitUntil("100 jobs ended and more run", timeout: .seconds(30)) { lines in
             lines.filter { $0.pid == first.pid && $0.event == .end }.count >= 100 && lines.unfinished(on: first.pid).count >= 4
         }
         let killedAt = Date()
@@ -115,7 +115,7 @@ extension FaultSuite {
         }
 
         let long = try await gateway.submitAll([FaultJobs.sleep(steps: 20, stepMs: 1000)])[0]
-        try await scenario.watcher.waitUntil("the long job started", timeout: .seconds(10)) { lines in
+        try await scenario.waitUntil("the long job started", timeout: .seconds(10)) { lines in
             lines.contains { $0.jobID == long && $0.event == .start }
         }
         // About 100 short jobs, 7 a second for 15 s, while the long one runs.
@@ -165,7 +165,7 @@ extension FaultSuite {
         let bodies = (0..<80).map { $0 % 10 == 0 ? FaultJobs.sleep(steps: 30, stepMs: 500) : FaultJobs.sleep(steps: 4, stepMs: 200) }
         let submitted = try await gateway.submitAll(bodies)
         let longIDs = Set(submitted.enumerated().filter { $0.offset % 10 == 0 }.map(\.element))
-        try await scenario.watcher.waitUntil("worker-a runs long and short jobs", timeout: .seconds(15)) { lines in
+        try await scenario.waitUntil("worker-a runs long and short jobs", timeout: .seconds(15)) { lines in
             let held = lines.unfinished(on: a.pid).keys
             return held.contains(where: longIDs.contains) && held.contains { !longIDs.contains($0) }
         }
@@ -246,7 +246,7 @@ extension FaultSuite {
         let submitted = try await gateway.submitAll([FaultJobs.sleep(steps: 60, stepMs: 500)]
             + Array(repeating: FaultJobs.sleep(steps: 8, stepMs: 500), count: 3), lanes: 1)
         let target = submitted[0]
-        try await scenario.watcher.waitUntil("all four jobs run", timeout: .seconds(10)) { lines in
+        try await scenario.waitUntil("all four jobs run", timeout: .seconds(10)) { lines in
             Set(lines.starts(on: worker.pid).map(\.jobID)).isSuperset(of: submitted)
         }
 
