@@ -71,10 +71,11 @@ struct EndToEndTests {
         let system = try TestCluster()
         try await system.withGateway { client in
             // The cancel goes out just after a step boundary, so a handler that only
-            // checked a flag between steps would take the whole step (2 s) to stop;
+            // checked a flag between steps would take the whole step (5 s) to stop;
             // task cancellation interrupts the step itself. The margin keeps the test
-            // meaningful on a loaded two-core machine.
-            let stepMs = 2000
+            // meaningful on a loaded two-core machine: with 2 s steps, one run of the
+            // whole suite (every suite at once) took 2.05 s to cancel.
+            let stepMs = 5000
             let job = try await client.submit(#"{"type":"sleep","params":{"steps":100,"stepMs":\#(stepMs)}}"#)
             try await client.waitFor(job.id) { ($0.progress?.current ?? 0) >= 1 }
 
