@@ -151,13 +151,14 @@ struct All: AsyncParsableCommand {
         let reference = try ChildProcess(sibling("jobs-bench"), ["reference-server", "--port", "18190"], name: "reference")
         defer { reference.stop() }
         try await waitUntilReady(system.client, base: "http://127.0.0.1:18190")
+        let jobPaths = ids.map { "/jobs/\($0)" }
+        let referencePaths = Array(repeating: "/ready", count: jobPaths.count)
         var reads: [Wrk.Result] = []
         var bare: [Wrk.Result] = []
         for _ in 0..<2 {
-            reads.append(try await Wrk().run(base: system.base, paths: ids.map { "/jobs/\($0)" }, expectedStatus: 200,
-                                             duration: duration / 2))
-            bare.append(try await Wrk().run(base: "http://127.0.0.1:18190", paths: Array(repeating: "/ready", count: ids.count),
-                                            expectedStatus: 200, duration: duration / 2))
+            reads.append(try await Wrk().run(base: system.base, paths: jobPaths, expectedStatus: 200, duration: duration / 2))
+            bare.append(try await Wrk().run(base: "http://127.0.0.1:18190", paths: referencePaths, expectedStatus: 200,
+                                            duration: duration / 2))
         }
         let rate = Wrk.Result.requestsPerSecond(reads)
         let referenceRate = Wrk.Result.requestsPerSecond(bare)

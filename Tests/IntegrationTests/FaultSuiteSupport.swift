@@ -115,13 +115,13 @@ final class FaultScenario: @unchecked Sendable {
         }
     }
 
-    /// The end of every process's log, for failure messages.
     /// The watcher's wait, failing with what every process logged last.
     @discardableResult
     func waitUntil(_ what: String, timeout: Duration, _ condition: ([ExecutionLine]) -> Bool) async throws -> [ExecutionLine] {
         try await watcher.waitUntil(what, timeout: timeout, explain: { logTails() }, condition)
     }
 
+    /// The end of every process's log, for failure messages.
     func logTails(_ characters: Int = 1500) -> String {
         children.withLock { $0 }.map { "--- \($0.name) (\($0.isRunning ? "running" : "exited")):\n\($0.log.suffix(characters))" }
             .joined(separator: "\n")
