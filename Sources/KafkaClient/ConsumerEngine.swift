@@ -218,9 +218,24 @@ final class RebalanceHandler: @unchecked Sendable {
     var buffer: EventBuffer?
     private let assigned = Atomic<Bool>(false)
 
+    /// Partitions revoked while the consumer was paused: librdkafka still holds
+    /// them paused, so they must be resumed if they come back while it isn't.
+    private let stalePauses = Mutex(Set<TopicPartition>())
+
     /// Whether the group has handed this member an assignment yet (even an empty one).
     var hasBeenAssigned: Bool { assigned.load(ordering: .acquiring) }
     func noteAssignment() { assigned.store(true, ordering: .releasing) }
+
+    func noteRevoked(_ partitions: [TopicPartition]) {
+        guard flow.isPaused else { return }
+        stalePauses.withLock { $0.formUnion(partitions) }
+    }
+
+    /// Those of `partitions` that were revoked while paused; they are forgotten,
+    /// as the caller now gives them the current pause state.
+    func takeStalePauses(among partitions: [TopicPartition]) -> [TopicPartition] {
+        stalePauses.withLock { stale in partitions.filter { stale.remove($0) != nil } }
+    }
 
     init(listener: (any RebalanceListener)?, flow: FlowControl, logger: Logger) {
         self.listener = listener
@@ -247,16 +262,22 @@ private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err
         }
         // librdkafka 2.0.2 keeps a partition's app pause flag through a revoke:
         // one paused here, revoked, and assigned again after a resume would stay
-        // paused for good. So each assigned partition gets the current state.
+        // paused for good. So an assigned partition gets the current state, but
+        // only one that may carry a stale pause is resumed: in 2.0.2 resuming a
+        // partition that isn't paused still bumps its fetch version, which can
+        // restart its fetch from an older position (librdkafka#4636, fixed in 2.3.1).
+        let stale = handler.takeStalePauses(among: partitions)
         if handler.flow.isPaused {
             rd_kafka_pause_partitions(handle, list)
-        } else {
-            rd_kafka_resume_partitions(handle, list)
+        } else if !stale.isEmpty {
+            let resume = PartitionList(stale)
+            rd_kafka_resume_partitions(handle, resume.pointer)
         }
         handler.logger.info("partitions assigned", metadata: ["partitions": "\(partitions)"])
         handler.listener?.partitionsAssigned(partitions)
         handler.buffer?.push(.assigned(partitions))
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        handler.noteRevoked(partitions)
         handler.buffer?.removeMessages(of: Set(partitions))
         handler.listener?.partitionsRevoked(partitions)
         if rd_kafka_assignment_lost(handle) == 0 {
