@@ -4,8 +4,9 @@
 Opens the dashboard served by a running gateway, enters the API key when asked,
 submits a `sleep` job from the form, watches its progress bar advance through
 the live (SSE) updates, opens its details, cancels it and waits until its row
-says `cancelled`, all without reloading the page. Screenshots at laptop and
-phone sizes go to --screenshot-dir.
+says `cancelled`, all without reloading the page, and without a problem
+banner (e.g. a job list the gateway refused). Screenshots at laptop and phone
+sizes go to --screenshot-dir.
 
 Uses Debian's chromium and chromedriver (given explicitly, so Selenium Manager
 downloads nothing). Every wait is bounded (at most 30 s) and the whole run is
@@ -147,6 +148,14 @@ class Run:
         self.wait("the live connection (#connection[data-state=live])",
                   lambda d: d.find_element(By.ID, "connection").get_attribute("data-state") == "live")
         self.log("dashboard ready, live updates connected")
+        self.wait("the job list to load (#jobs-loading hidden)",
+                  lambda d: not d.find_element(By.ID, "jobs-loading").is_displayed())
+        self.check_no_problem()
+
+    def check_no_problem(self):
+        banner = self.find("#problem-banner")
+        if banner.is_displayed():
+            raise Failure(f"the dashboard shows a problem: {banner.text.strip()!r}")
 
     def submit_sleep_job(self):
         self.wait("the submit form", self.visible("#submit-form"))
@@ -258,6 +267,7 @@ class Run:
         self.screenshot("phone-detail")
         self.close_detail()
         self.check_no_reload()
+        self.check_no_problem()
         self.report_console_errors()
 
     def report_console_errors(self):

@@ -14,7 +14,6 @@
   const STATUS_LABELS = {
     queued: 'Queued', running: 'Running', succeeded: 'Succeeded', failed: 'Failed', cancelled: 'Cancelled',
   };
-  const PAGE_SIZE = 50;
   const RECONNECT_MS = 1000;
   const STREAM_IDLE_MS = 75000; // no byte (not even a keep-alive) for this long: reconnect
   const WORKERS_REFRESH_MS = 2000; // workers send a heartbeat every 2 s
@@ -663,7 +662,8 @@
     state.nextCursor = null;
     updateListChrome();
     try {
-      const { body } = await api(`jobs${queryString({ ...filterParams(), limit: PAGE_SIZE })}`);
+      // No `limit`: the gateway's default page fits whatever --max-page-size it runs with.
+      const { body } = await api(`jobs${queryString(filterParams())}`);
       if (generation !== state.listGeneration) return;
       const listed = new Set(body.jobs.map((s) => s.id));
       if (!clear) {
@@ -692,7 +692,7 @@
     button.disabled = true;
     button.textContent = 'Loading…';
     try {
-      const { body } = await api(`jobs${queryString({ ...filterParams(), limit: PAGE_SIZE, cursor: state.nextCursor })}`);
+      const { body } = await api(`jobs${queryString({ ...filterParams(), cursor: state.nextCursor })}`);
       if (generation !== state.listGeneration) return;
       for (const snapshot of body.jobs) mergeSnapshot(snapshot, 'list');
       state.nextCursor = body.nextCursor || null;
