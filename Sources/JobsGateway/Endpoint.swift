@@ -54,6 +54,13 @@ public enum Endpoint: String, CaseIterable, Sendable {
         }
     }
 
+    /// Whether `HEAD` is answered too, as the `GET` without its body (RFC 9110
+    /// §9.3.2). Not for the event streams: their answer is a stream that holds
+    /// a slot of the client's until it ends, and a `HEAD` would never end it.
+    public var answersHead: Bool {
+        method == .get && self != .streamJobEvents && self != .streamEvents
+    }
+
     /// The methods routed on `path` (a request path, not a pattern); empty when
     /// no route has that path, so a wrong method is told apart from a wrong path.
     public static func methods(allowedOn path: String) -> [HTTPRequest.Method] {
@@ -62,6 +69,6 @@ public enum Endpoint: String, CaseIterable, Sendable {
             let pattern = endpoint.path.split(separator: "/", omittingEmptySubsequences: false)
             return pattern.count == segments.count
                 && zip(pattern, segments).allSatisfy { $0 == $1 || ($0.hasPrefix("{") && !$1.isEmpty) }
-        }.map(\.method)
+        }.flatMap { $0.answersHead ? [$0.method, .head] : [$0.method] }
     }
 }

@@ -18,7 +18,13 @@ struct GatewayAPI: Sendable {
 
     func register(on router: Router<GatewayRequestContext>) {
         for endpoint in Endpoint.allCases {
-            router.on(RouterPath(endpoint.path), method: endpoint.method, use: guarded(endpoint.access, handler(for: endpoint)))
+            let handler = guarded(endpoint.access, handler(for: endpoint))
+            router.on(RouterPath(endpoint.path), method: endpoint.method, use: handler)
+            if endpoint.answersHead {
+                router.on(RouterPath(endpoint.path), method: .head) { request, context in
+                    try await handler(request, context).createHeadResponse()
+                }
+            }
         }
     }
 

@@ -101,13 +101,41 @@ struct APIDocumentTests {
         try await TestCluster().withGateway(worker: false) { client in
             let delete = try await client.request(.delete, "/jobs")
             #expect(delete.status == .methodNotAllowed)
-            #expect(delete.headers[.allow] == "POST, GET")
+            #expect(delete.headers[.allow] == "POST, GET, HEAD")
             #expect(delete.headers[.contentType] == "application/problem+json")
             let put = try await client.request(.put, "/jobs/some-id/cancel")
             #expect(put.status == .methodNotAllowed)
             #expect(put.headers[.allow] == "POST")
             let unknown = try await client.request(.get, "/jobs/some-id/unknown")
             #expect(unknown.status == .notFound)
+        }
+    }
+
+    @Test("HEAD answers what GET would, without the body; the event streams don't take it")
+    func headRequests() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type": "noop"}"#)
+            let get = try await client.request(.get, "/jobs/\(job.id)")
+            let head = try await client.request(.head, "/jobs/\(job.id)")
+            #expect(head.status == .ok)
+            #expect(head.headers[.contentType] == get.headers[.contentType])
+            #expect(head.headers[.contentLength] == get.headers[.contentLength])
+            #expect(try await client.request(.head, "/health").status == .ok)
+
+            let missing = try await client.request(.head, "/jobs/no-such-job")
+            #expect(missing.status == .notFound)
+            #expect(missing.headers[.contentType] == "application/problem+json")
+
+            // A stream's answer holds one of the client's stream slots until it ends.
+            let stream = try await client.request(.head, "/events")
+            #expect(stream.status == .methodNotAllowed)
+            #expect(stream.headers[.allow] == "GET")
+
+            // The connection still reads the next answer right: no body followed a HEAD answer
+            // (NIO's encoder leaves it out).
+            let after = try await client.request(.get, "/jobs/no-such-job")
+            #expect(after.status == .notFound)
+            #expect(try after.problem().status == 404)
         }
     }
 }
