@@ -32,6 +32,14 @@ extension WireFormat {
         return writer.bytes
     }
 
+    /// `value` as JSON, written as ``encodeSnapshot(_:)`` writes a snapshot.
+    public static func encodeJSONValue(_ value: JSONValue) throws -> [UInt8] {
+        var writer = JSONWriter()
+        writer.write(value)
+        guard writer.isComplete else { return try encode(value) }
+        return writer.bytes
+    }
+
     /// The snapshot in `bytes`: what `decode(JobSnapshot.self, from:)` returns, read
     /// by hand when the document is one the fast reader is sure of, else by Foundation
     /// (which also throws the errors).

@@ -17,7 +17,8 @@ public struct JobRegistry: Sendable {
     public init() {}
 
     /// Registers a handler. `Params` is decoded from the job's params after they
-    /// passed `schema`; the handler's return value becomes the job's `result`.
+    /// passed `schema`; the handler's return value becomes the job's `result`
+    /// (none when it encodes to `null`, e.g. a `nil` optional).
     public mutating func register<Params: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String,
         params: Params.Type = Params.self,
@@ -30,14 +31,29 @@ public struct JobRegistry: Sendable {
         handlers[name] = RegisteredJob(descriptor: descriptor, options: options) { rawParams, context in
             let params: Params
             do {
-                params = try JSONDecoder().decode(Params.self, from: JSONEncoder().encode(rawParams))
+                params = try Self.decode(Params.self, from: rawParams)
             } catch {
                 throw JobError(code: "invalid_params", message: "params do not fit \(name): \(error)")
             }
             let output = try await handler(params, context)
-            let result = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(output))
-            return result == .null ? nil : result
+            // Not `result == .null ? nil : result`: that `nil` is JSONValue's nil literal, `.null`.
+            let result = try Self.jsonValue(of: output)
+            return result == .null ? JSONValue?.none : result
         }
+    }
+
+    /// One pass of Foundation's decoder, on bytes from the hand-written writer
+    /// (no Foundation encoding first); none for a handler that takes `JSONValue`.
+    private static func decode<Params: Decodable>(_ type: Params.Type, from value: JSONValue) throws -> Params {
+        if let params = value as? Params { return params }
+        return try JSONDecoder().decode(Params.self, from: Data(WireFormat.encodeJSONValue(value)))
+    }
+
+    /// One pass of Foundation's encoder, read back by the hand-written reader;
+    /// none for a handler that returns `JSONValue`.
+    private static func jsonValue<Output: Encodable>(of output: Output) throws -> JSONValue {
+        if let value = output as? JSONValue { return value }
+        return try WireFormat.decodeJSONValue(JSONEncoder().encode(output))
     }
 
     /// The descriptors of every registered type, for validation and discovery.

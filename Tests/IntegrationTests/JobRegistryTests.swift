@@ -1,0 +1,83 @@
+import Foundation
+import JobsCore
+@testable import JobsWorker
+import Logging
+import Testing
+
+@Suite("A typed handler's params and result cross JSON")
+struct JobRegistryTests {
+    struct Resize: Codable, Sendable {
+        struct Box: Codable, Sendable { var width: Int; var height: Int }
+        var source: String
+        var box: Box
+        var scales: [Double]
+        var quality: Int?
+        var tags: [String: Bool]
+    }
+
+    struct Resized: Codable, Sendable {
+        var outputs: [String]
+        var pixels: Int
+        var ratio: Double
+        var note: String?
+        var cropped: Bool
+    }
+
+    static let context = JobContext(jobID: JobID(rawValue: "job-1"), type: "t", attempt: 1,
+                                    logger: Logger(label: "test"), deadline: nil) { _ in }
+
+    static func run(_ registry: JobRegistry, _ type: String, _ params: JSONValue) async throws -> JSONValue? {
+        try await #require(registry[type]).run(params, context)
+    }
+
+    @Test("params reach the handler as its type, and its return value becomes the result, as JSON")
+    func typedParamsAndResult() async throws {
+        var registry = JobRegistry()
+        registry.register("resize", params: Resize.self) { params, _ -> Resized in
+            Resized(outputs: params.scales.map { "\(params.source)@\($0)x" },
+                    pixels: params.box.width * params.box.height,
+                    ratio: Double(params.box.width) / Double(params.box.height),
+                    note: params.quality.map { "quality \($0)" },
+                    cropped: params.tags["crop"] ?? false)
+        }
+        let params: JSONValue = [
+            "source": "a\"b/ü.png", "box": ["width": 300, "height": 200], "scales": [1, 2.5],
+            "quality": 90, "tags": ["crop": true, "sharpen": false],
+        ]
+        let result = try await Self.run(registry, "resize", params)
+        #expect(result == [
+            "outputs": ["a\"b/ü.png@1.0x", "a\"b/ü.png@2.5x"], "pixels": 60000, "ratio": 1.5,
+            "note": "quality 90", "cropped": true,
+        ])
+        // A nil optional is left out, as Foundation's encoder does.
+        let bare = try await Self.run(registry, "resize", [
+            "source": "x", "box": ["width": 1, "height": 4], "scales": [], "tags": [:],
+        ])
+        #expect(bare == ["outputs": [], "pixels": 4, "ratio": 0.25, "cropped": false])
+    }
+
+    @Test("params that don't fit the handler's type fail the job as invalid_params, naming the type")
+    func paramsThatDontFit() async throws {
+        var registry = JobRegistry()
+        registry.register("resize", params: Resize.self) { _, _ in 0 }
+        for params: JSONValue in [["source": 1], ["source": "x", "box": ["width": 2.5, "height": 1], "scales": [], "tags": [:]], "text"] {
+            await #expect {
+                try await Self.run(registry, "resize", params)
+            } throws: { error in
+                guard let error = error as? JobError else { return false }
+                return error.code == "invalid_params" && error.message.hasPrefix("params do not fit resize:")
+            }
+        }
+    }
+
+    @Test("a handler on JSONValue sees the params as they are; a null result is no result")
+    func jsonValueHandlers() async throws {
+        var registry = JobRegistry()
+        registry.register("echo", params: JSONValue.self) { params, _ in params }
+        registry.register("nothing", params: JSONValue.self) { _, _ in JSONValue.null }
+        let params: JSONValue = ["list": [1, "two", nil, ["three": 3.5]], "flag": false]
+        #expect(try await Self.run(registry, "echo", params) == params)
+        // No result at all, not a result that is JSON null.
+        #expect(try await Self.run(registry, "nothing", params) == JSONValue?.none)
+    }
+}
