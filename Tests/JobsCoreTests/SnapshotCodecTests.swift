@@ -42,6 +42,18 @@ struct SnapshotCodecTests {
         }
     }
 
+    @Test("any value is written as a document Foundation reads back to the same value; NaN throws Foundation's error")
+    func jsonValuesWrittenForFoundation() throws {
+        var random = SeededGenerator(seed: 7)
+        var values = (0..<500).map { _ in RandomSnapshot.value(depth: 0, using: &random) }
+        values += [.null, true, 0, -0.5, 1e300, "a\"b\\c\u{1}/é", [:], [], [nil, [[:]]]]
+        for value in values {
+            let bytes = try WireFormat.encodeJSONValue(value)
+            #expect(try JSONDecoder().decode(JSONValue.self, from: Data(bytes)) == value, "\(String(decoding: bytes, as: UTF8.self))")
+        }
+        #expect(throws: EncodingError.self) { try WireFormat.encodeJSONValue(["x": [.number(.nan)]]) }
+    }
+
     @Test("a start command round-trips, and its JSON is {schemaVersion, job}")
     func startCommandRoundTrips() throws {
         for snapshot in Self.varied {
