@@ -84,17 +84,31 @@ public struct JobTable: Sendable {
 
     private final class Entry: Sendable {
         let snapshot: JobSnapshot
-        init(_ snapshot: JobSnapshot) { self.snapshot = snapshot }
+        let stamp: UInt64
+        init(_ snapshot: JobSnapshot, stamp: UInt64) {
+            self.snapshot = snapshot
+            self.stamp = stamp
+        }
     }
 
     public init() {}
 
     public subscript(id: JobID) -> JobSnapshot? { entries[id]?.snapshot }
 
+    /// The job with the stamp of its latest change (see ``fold(_:stamp:)``).
+    public func stamped(_ id: JobID) -> (snapshot: JobSnapshot, stamp: UInt64)? {
+        entries[id].map { ($0.snapshot, $0.stamp) }
+    }
+
     public var count: Int { entries.count }
 
     /// Every job, in no particular order.
     public var snapshots: some Sequence<JobSnapshot> { entries.values.lazy.map(\.snapshot) }
+
+    /// Every job with the stamp of its latest change, in no particular order.
+    public var stampedSnapshots: some Sequence<(snapshot: JobSnapshot, stamp: UInt64)> {
+        entries.values.lazy.map { ($0.snapshot, $0.stamp) }
+    }
 
     /// Forgets a job (its tombstone was read, or it expired from the view).
     @discardableResult
@@ -110,12 +124,15 @@ public struct JobTable: Sendable {
 
     /// Folds one snapshot in; returns the job's state before, and its new state
     /// when it changed. One lookup of the id: a replay folds a million.
-    public mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?) {
+    ///
+    /// - Parameter stamp: kept with the job if this changes it: the view's change
+    ///   position, here rather than in a dictionary of its own beside the table.
+    public mutating func fold(_ snapshot: JobSnapshot, stamp: UInt64 = 0) -> (previous: JobSnapshot?, changed: JobSnapshot?) {
         var result: (previous: JobSnapshot?, changed: JobSnapshot?) = (nil, nil)
         Self.update(&entries[snapshot.id]) { entry in
             result.previous = entry?.snapshot
             guard let merged = JobFold.merge(result.previous, snapshot) else { return }
-            entry = Entry(merged)
+            entry = Entry(merged, stamp: stamp)
             result.changed = merged
         }
         return result

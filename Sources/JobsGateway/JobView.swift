@@ -22,9 +22,9 @@ public final class JobView: Service {
         var ready = false
         /// Every job by creation time, for listing.
         var listIndex = JobListIndex()
-        /// Counts changes; each job remembers its latest, so a stream resumes exactly.
+        /// Counts changes; each job's entry in the table is stamped with its latest,
+        /// so a stream resumes exactly.
         var changeSequence: UInt64 = 0
-        var lastChange: [JobID: UInt64] = [:]
 
         mutating func count(_ removed: JobSnapshot?, _ added: JobSnapshot?) {
             if let removed { countsByStatus[removed.status, default: 0] -= 1 }
@@ -36,7 +36,7 @@ public final class JobView: Service {
         /// ended in a different state.
         mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleFinal: Bool) {
             if let key = snapshot.idempotencyKey { idempotencyKeys[key] = snapshot.id }
-            let (previous, changed) = table.fold(snapshot)
+            let (previous, changed) = table.fold(snapshot, stamp: changeSequence + 1)
             if changed == nil, let previous, previous.status.isTerminal, previous != snapshot {
                 staleTails.insert(snapshot.id)
                 return (previous, nil, true)
@@ -55,7 +55,6 @@ public final class JobView: Service {
                 listIndex.insertAbsent(position)  // new to the table, so to the index
             }
             changeSequence += 1
-            lastChange[snapshot.id] = changeSequence
             return (previous, changed, false)
         }
 
@@ -67,7 +66,6 @@ public final class JobView: Service {
                 idempotencyKeys.removeValue(forKey: key)
             }
             staleTails.remove(id)
-            lastChange.removeValue(forKey: id)
             listIndex.remove(JobListPosition(removed))
         }
     }
@@ -146,8 +144,8 @@ public final class JobView: Service {
     /// A job's current state as a change, with the position of its latest change.
     func currentChange(of id: JobID) -> JobChange? {
         state.withLock { state in
-            guard let snapshot = state.table[id] else { return nil }
-            return JobChange(position: ChangePosition(epoch: epoch, sequence: state.lastChange[id] ?? 0), snapshot: snapshot)
+            guard let (snapshot, stamp) = state.table.stamped(id) else { return nil }
+            return JobChange(position: ChangePosition(epoch: epoch, sequence: stamp), snapshot: snapshot)
         }
     }
 
@@ -161,8 +159,8 @@ public final class JobView: Service {
         state.withLock { state in
             guard position.epoch == epoch, position.sequence <= state.changeSequence else { return (nil, state.changeSequence) }
             var changed: [(UInt64, JobSnapshot)] = []
-            for (id, sequence) in state.lastChange where sequence > position.sequence {
-                guard let snapshot = state.table[id], filter.matches(snapshot) else { continue }
+            for (snapshot, sequence) in state.table.stampedSnapshots where sequence > position.sequence {
+                guard filter.matches(snapshot) else { continue }
                 if changed.count == limit { return (nil, state.changeSequence) }
                 changed.append((sequence, snapshot))
             }

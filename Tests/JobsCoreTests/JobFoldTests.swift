@@ -203,6 +203,23 @@ struct JobFoldTests {
         #expect(table.count == 1)
     }
 
+    @Test("a job keeps the stamp of the fold that last changed it; a fold that changes nothing leaves it")
+    func stampsFollowChanges() throws {
+        let history = try RetriedJobHistory(steps: 2)
+        var table = JobTable()
+        _ = table.fold(history.queued, stamp: 1)
+        _ = table.fold(history.running1, stamp: 2)
+        _ = table.fold(history.queued, stamp: 3)  // stale: no change
+        let other = JobSnapshot.queued(id: JobID(rawValue: "other"), type: "noop", params: [:], at: at(0))
+        _ = table.fold(other, stamp: 4)
+        #expect(table.stamped(history.id)?.snapshot == history.running1)
+        #expect(table.stamped(history.id)?.stamp == 2)
+        #expect(table.stamped(other.id)?.stamp == 4)
+        #expect(table.stamped(JobID(rawValue: "none")) == nil)
+        let stamps = Dictionary(uniqueKeysWithValues: table.stampedSnapshots.map { ($0.snapshot.id, $0.stamp) })
+        #expect(stamps == [history.id: 2, other.id: 4])
+    }
+
     @Test("the table keeps each job's state apart")
     func tableKeysByJobID() throws {
         let a = JobSnapshot.queued(id: JobID(rawValue: "a"), type: "noop", params: [:], at: at(0))
