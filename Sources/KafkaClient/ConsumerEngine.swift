@@ -94,11 +94,15 @@ final class ConsumerEngine: Sendable {
         }
 
         if case .group = mode {
-            awaitFirstAssignment(timeout: .seconds(6))
+            let safeToDestroy = awaitFirstAssignment(unjoined: .seconds(6), joined: .seconds(20))
             // Serves the final revoke (the listener hands work back, offsets are committed).
             let err = rd_kafka_consumer_close(client.pointer)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.warning("consumer close reported an error", metadata: ["error": "\(KafkaError(err))"])
+            }
+            if !safeToDestroy {
+                logger.warning("the consumer joined its group but got no assignment before it closed; its librdkafka handle is kept, not destroyed, since librdkafka 2.0.2 would abort the process")
+                client.keepHandle()
             }
         }
         buffer.finish()
@@ -113,13 +117,21 @@ final class ConsumerEngine: Sendable {
     /// librdkafka 2.0.2 (Debian's) aborts the process when a cooperative-sticky
     /// member that has joined its group is destroyed before its first assignment:
     /// the assignor's state is still NULL (confluentinc/librdkafka#4312, fixed in
-    /// 2.3.0). A consumer closed that early keeps serving the group until the
-    /// assignment arrives, or the timeout passes (e.g. the broker is gone).
-    private func awaitFirstAssignment(timeout: Duration) {
-        let deadline = ContinuousClock.now + timeout
-        while !rebalance.hasBeenAssigned, ContinuousClock.now < deadline {
+    /// 2.3.0). The window opens with the JoinGroup answer, which also gives the
+    /// member its id, and closes with the assignment. A consumer closed that early
+    /// keeps serving the group until the assignment arrives: for up to `unjoined`
+    /// while it has no member id, `joined` once it has one (the assignment is on
+    /// its way unless the broker is gone). Returns whether destroying the handle
+    /// is safe: assigned, or never joined (a JoinGroup answer that comes after the
+    /// close has begun is discarded).
+    private func awaitFirstAssignment(unjoined: Duration, joined: Duration) -> Bool {
+        let start = ContinuousClock.now
+        while !rebalance.hasBeenAssigned {
+            let waited = ContinuousClock.now - start
+            if waited >= joined || (waited >= unjoined && !client.hasMemberID) { break }
             if let message = rd_kafka_consumer_poll(client.pointer, 100) { rd_kafka_message_destroy(message) }
         }
+        return rebalance.hasBeenAssigned || !client.hasMemberID
     }
 
     private func deliver(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {

@@ -36,8 +36,22 @@ final class NativeClient: @unchecked Sendable {
     }
 
     private let context: Unmanaged<CallbackContext>
+    private let kept = Atomic<Bool>(false)
+
+    /// Leaves the handle (and what its callbacks use) alive for the rest of the
+    /// process: for the one case where destroying it would abort the process
+    /// (see `ConsumerEngine.awaitFirstAssignment`).
+    func keepHandle() { kept.store(true, ordering: .releasing) }
+
+    /// Whether the group coordinator has given this consumer a member id.
+    var hasMemberID: Bool {
+        guard let id = rd_kafka_memberid(pointer) else { return false }
+        defer { rd_kafka_mem_free(pointer, id) }
+        return id.pointee != 0
+    }
 
     deinit {
+        guard !kept.load(ordering: .acquiring) else { return }
         rd_kafka_destroy(pointer)
         context.release()
     }
