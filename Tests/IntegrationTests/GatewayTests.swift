@@ -280,7 +280,8 @@ struct BadInputTests {
     @Test("a refused job's queued snapshot is withdrawn once the broker takes it, even when the first try fails too")
     func withdrawalIsRetried() async throws {
         let system = try TestCluster(partitions: 1)
-        let commandTimeout = Duration.seconds(2)
+        // Long enough for the queued snapshot to show on a loaded machine before the command times out.
+        let commandTimeout = Duration.seconds(5)
         try await system.withGateway(worker: false, commandTimeout: commandTimeout) { client in
             func listed() async throws -> [JobID] { try await client.list().jobs.map(\.id) }
             let warm = try await client.submit(#"{"type":"noop"}"#)
@@ -297,7 +298,8 @@ struct BadInputTests {
             // Its queued snapshot lands and shows; then the status topic goes too,
             // before the command times out, so the first tombstone fails.
             var shown: [JobID] = []
-            for _ in 0..<100 where shown.count < 2 {
+            let showDeadline = ContinuousClock.now + commandTimeout - .seconds(1)
+            while shown.count < 2, ContinuousClock.now < showDeadline {
                 shown = try await listed()
                 try await Task.sleep(for: .milliseconds(10))
             }
