@@ -6,6 +6,17 @@ import Testing
 
 @Suite("Gateway and workers as separate processes", .serialized, .timeLimit(.minutes(4)))
 struct ProcessTests {
+    @Test("a child gets standard input, output and error, and none of the test process's other descriptors")
+    func childGetsOnlyStandardDescriptors() async throws {
+        var ends: [Int32] = [0, 0]
+        try #require(pipe(&ends) == 0)  // without close-on-exec, as the embedded broker's connections are
+        defer { ends.forEach { close($0) } }
+        let child = try ChildProcess("/bin/sleep", ["30"], name: "sleep")
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.pid)/fd").compactMap { Int32($0) }
+        await child.stop(SIGKILL)
+        #expect(open.sorted() == [0, 1, 2])
+    }
+
     @Test("200 sleep jobs through a gateway process and two worker processes all succeed, spread over both, none run twice")
     func jobsSpreadOverTwoWorkers() async throws {
         let system = try TestCluster(partitions: 6)
