@@ -99,8 +99,10 @@ struct EndToEndTests {
     @Test("a cancel and its snapshot are sent at once, even while start commands and snapshots linger for seconds")
     func cancelDoesNotLinger() async throws {
         let system = try TestCluster()
-        let linger = Duration.seconds(4)
-        try await system.withGateway(commandTimeout: .seconds(15), configure: { $0.kafka.properties["linger.ms"] = "4000" }) { client in
+        // Long, so that a cancel answered within half of it was not lingered even on a
+        // loaded machine (with 4 s, one CI run answered in 2.1 s).
+        let linger = Duration.seconds(10)
+        try await system.withGateway(commandTimeout: .seconds(30), configure: { $0.kafka.properties["linger.ms"] = "10000" }) { client in
             // The submit waits out the linger: the setting reached the batching producer.
             let submitted = ContinuousClock.now
             let job = try await client.submit(#"{"type":"sleep","params":{"steps":1000,"stepMs":100}}"#)
