@@ -122,8 +122,9 @@ final class ConsumerEngine: Sendable {
     /// keeps serving the group until the assignment arrives: for up to `unjoined`
     /// while it has no member id, `joined` once it has one (the assignment is on
     /// its way unless the broker is gone). Returns whether destroying the handle
-    /// is safe: assigned, or never joined (a JoinGroup answer that comes after the
-    /// close has begun is discarded).
+    /// is safe: assigned, or never joined. A JoinGroup answer handled once the
+    /// close has begun is discarded; one handled in the instant between the last
+    /// check here and the close is not seen, a window this narrows but can't shut.
     private func awaitFirstAssignment(unjoined: Duration, joined: Duration) -> Bool {
         let start = ContinuousClock.now
         while !rebalance.hasBeenAssigned {
