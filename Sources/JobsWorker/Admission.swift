@@ -12,11 +12,25 @@ struct TakenCommand: Sendable {
 
     var orderingKey: String? { command?.job.orderingKey }
     var type: String? { command?.job.type }
+
+    /// Unique among the commands in flight on a worker.
+    struct ID: Hashable, Sendable {
+        let partition: TopicPartition
+        let offset: Int64
+        let generation: UInt64
+    }
+
+    var id: ID { ID(partition: message.topicPartition, offset: message.offset, generation: generation) }
 }
 
 /// Decides when a command taken from Kafka may start on this worker: a job slot
 /// is free, no job of its ordering key is in progress here, and its type is
 /// under its `maxConcurrent`.
+///
+/// A slot (and a place under the type's limit) stands for a running handler: it
+/// is given back as soon as the handler is over, while the job's final snapshot
+/// still waits for the broker's acknowledgement, a wait that uses nothing a slot
+/// limits. The key stays busy until the command is done.
 ///
 /// A command that can't start yet *waits* here, holding no slot, while commands
 /// behind it that can start do: a key or a type that is busy never holds up the
@@ -48,6 +62,8 @@ final class Admission: Sendable {
         /// The run loop, when it waits for room to take the next command.
         var intake: CheckedContinuation<Bool, Never>?
         var intakeCancelled = false
+        /// Started commands whose slot was given back before they were done.
+        var slotsReleased: Set<TakenCommand.ID> = []
     }
 
     private let state = Mutex(State())
@@ -70,13 +86,26 @@ final class Admission: Sendable {
         }
     }
 
+    /// A started command's handler is over: its slot and its place under its
+    /// type's limit go to the next command, while its key stays busy until it is
+    /// ``finished(_:)``. Returns the waiting commands that may start now.
+    func releaseSlot(of taken: TakenCommand) -> [TakenCommand] {
+        let (ready, intake) = state.withLock { state -> ([TakenCommand], CheckedContinuation<Bool, Never>?) in
+            guard state.slotsReleased.insert(taken.id).inserted else { return ([], nil) }
+            Self.freeSlot(of: taken, in: &state, typeLimits: typeLimits)
+            return (admit(&state), takeIntakeIfRoom(&state))
+        }
+        intake?.resume(returning: true)
+        return ready
+    }
+
     /// A started command is done (its job ended, was handed back or given up);
-    /// returns the waiting commands that may start now.
+    /// frees its key, and its slot unless ``releaseSlot(of:)`` did. Returns the
+    /// waiting commands that may start now.
     func finished(_ taken: TakenCommand) -> [TakenCommand] {
         let (ready, intake) = state.withLock { state in
-            state.running -= 1
-            if let type = taken.type, typeLimits[type] != nil {
-                state.runningByType[type, default: 1] -= 1
+            if state.slotsReleased.remove(taken.id) == nil {
+                Self.freeSlot(of: taken, in: &state, typeLimits: typeLimits)
             }
             if let key = taken.orderingKey { state.busyKeys.remove(key) }
             let ready = admit(&state)
@@ -84,6 +113,13 @@ final class Admission: Sendable {
         }
         intake?.resume(returning: true)
         return ready
+    }
+
+    private static func freeSlot(of taken: TakenCommand, in state: inout State, typeLimits: [String: Int]) {
+        state.running -= 1
+        if let type = taken.type, typeLimits[type] != nil {
+            state.runningByType[type, default: 1] -= 1
+        }
     }
 
     /// The waiting commands that may start now. Needed only after ``drop(in:)``,

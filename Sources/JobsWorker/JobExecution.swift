@@ -37,11 +37,15 @@ final class JobExecution: Sendable {
         /// A user's cancel that arrived while a non-cancellable handler ran: it
         /// stops the job once the attempt is over, before any retry.
         var deferredCancel = false
+        /// The handler is over and the job's slot given back (see ``Admission``):
+        /// what's left is publishing its final snapshot.
+        var slotReleased = false
     }
 
-    let message: KafkaMessage
+    let taken: TakenCommand
+    var message: KafkaMessage { taken.message }
     /// The assignment of the message's partition it was taken under (see ``OffsetTracker``).
-    let generation: UInt64
+    var generation: UInt64 { taken.generation }
     let jobID: JobID
     /// `false` for a job type whose running handler a user's cancel must not interrupt.
     let cancellable: Bool
@@ -50,9 +54,8 @@ final class JobExecution: Sendable {
     /// consumer's thread wait, blocking, during a revoke.
     private let done = DispatchGroup()
 
-    init(message: KafkaMessage, generation: UInt64, snapshot: JobSnapshot, cancellable: Bool = true) {
-        self.message = message
-        self.generation = generation
+    init(taken: TakenCommand, snapshot: JobSnapshot, cancellable: Bool = true) {
+        self.taken = taken
         self.jobID = snapshot.id
         self.cancellable = cancellable
         self.state = Mutex(State(snapshot: snapshot))
@@ -86,6 +89,17 @@ final class JobExecution: Sendable {
     }
 
     var stopReason: StopReason? { state.withLock { $0.stopReason } }
+
+    /// Marks the slot given back; `true` the first time only.
+    func releaseSlot() -> Bool {
+        state.withLock { state in
+            defer { state.slotReleased = true }
+            return !state.slotReleased
+        }
+    }
+
+    /// Whether the job still holds a slot: its handler runs, or waits to run again.
+    var holdsSlot: Bool { state.withLock { !$0.slotReleased } }
 
     /// Runs the handler in a task of its own, so a cancel reaches it as Swift
     /// task cancellation wherever it is; a watchdog stops it at `timeout`.

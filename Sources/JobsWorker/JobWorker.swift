@@ -190,7 +190,7 @@ private struct Runner: Sendable {
         jobLogger[metadataKey: "job.attempt"] = "\(job.attempt)"
 
         let registered = registry[job.type]
-        let execution = JobExecution(message: message, generation: taken.generation, snapshot: job,
+        let execution = JobExecution(taken: taken, snapshot: job,
                                      cancellable: registered?.options.cancellable ?? true)
         let cancelledEarly = running.insert(execution)
         defer {
@@ -322,6 +322,7 @@ private struct Runner: Sendable {
     /// the command is delivered again and the next owner runs that attempt.
     private func handBack(_ execution: JobExecution, logger: Logger) async {
         guard let requeued = try? execution.advance({ try $0.requeued() }) else { return }
+        releaseSlot(execution)
         _ = await publisher.publish(requeued)
         logger.info("job handed back", metadata: ["next.attempt": "\(requeued.attempt)"])
     }
@@ -335,12 +336,20 @@ private struct Runner: Sendable {
             logger.error("invalid final transition", metadata: ["error": "\(error)"])
             return
         }
+        releaseSlot(execution)
         guard await publisher.publish(final) else {
             logger.warning("final snapshot not published; the job will be delivered again")
             return
         }
         logger.info("job finished", metadata: ["status": "\(final.status)"])
         finish(execution.message, generation: execution.generation)
+    }
+
+    /// The job's handler is over: its slot goes to the next command while the
+    /// final snapshot waits for the broker (about `linger.ms` and a round trip),
+    /// so a worker's slots run handlers rather than waits.
+    private func releaseSlot(_ execution: JobExecution) {
+        if execution.releaseSlot() { launch(admission.releaseSlot(of: execution.taken)) }
     }
 
     private func finish(_ message: KafkaMessage, generation: UInt64) {
@@ -419,7 +428,7 @@ private struct Heartbeats: Sendable {
         let interval = configuration.heartbeatInterval.components
         return WorkerHeartbeat(
             workerID: configuration.workerID, jobTypes: registry.descriptors.map(JobTypeInfo.init),
-            concurrency: configuration.concurrency, runningJobs: running.all.map(\.jobID), startedAt: startedAt,
+            concurrency: configuration.concurrency, runningJobs: running.all.filter(\.holdsSlot).map(\.jobID), startedAt: startedAt,
             stopped: stopped, intervalMs: Int(interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000)
         )
     }

@@ -10,7 +10,7 @@ struct StatusPublisher: Sendable {
     let ledger: StatusLedger
     let logger: Logger
 
-    /// For intermediate snapshots (running, progress): queued at once, not awaited.
+    /// For progress snapshots: queued at once, not awaited.
     /// Per-key ordering puts it before the job's final snapshot.
     func post(_ snapshot: JobSnapshot) {
         ledger.record(snapshot)

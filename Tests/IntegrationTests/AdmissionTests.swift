@@ -60,6 +60,26 @@ struct AdmissionTests {
         #expect(await full.value)
     }
 
+    @Test("a slot given back when the handler ends goes to the next command, but the key stays busy until done")
+    func slotBeforeKey() async {
+        let admission = Admission(concurrency: 1, maxWaiting: 10, typeLimits: ["slow": 1])
+        #expect(offsets(admission.enqueue(Self.command(0, type: "slow", key: "a"))) == [0])
+        #expect(offsets(admission.enqueue(Self.command(1, key: "a"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(2, type: "slow"))) == [])
+        // The first handler is over: the slot and the type's place go to the
+        // next command that may start, not to the one of the busy key.
+        #expect(offsets(admission.releaseSlot(of: Self.command(0, type: "slow", key: "a"))) == [2])
+        // Given back once only: a second release frees nothing.
+        #expect(offsets(admission.releaseSlot(of: Self.command(0, type: "slow", key: "a"))) == [])
+        // Done: its key is free, but the slot is taken, so the key's next command waits for it.
+        #expect(offsets(admission.finished(Self.command(0, type: "slow", key: "a"))) == [])
+        #expect(offsets(admission.finished(Self.command(2, type: "slow"))) == [1])
+        // A run loop waiting for room is woken by a slot given back.
+        let intake = Task { await admission.waitForRoom() }
+        #expect(offsets(admission.releaseSlot(of: Self.command(1, key: "a"))) == [])
+        #expect(await intake.value)
+    }
+
     @Test("a revoked partition's waiting commands are dropped, and a closed admission starts nothing")
     func dropAndClose() async {
         let admission = Admission(concurrency: 4, maxWaiting: 10, typeLimits: [:])

@@ -46,16 +46,19 @@ struct TestCluster {
     func withGateway(
         worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
         workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
+        configureWorker: (inout WorkerConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (GatewayClient) async throws -> Void
     ) async throws {
         try await withGatewayReturning(worker: worker, registry: registry, commandTimeout: commandTimeout,
-                                       workerConcurrency: workerConcurrency, configure: configure, body)
+                                       workerConcurrency: workerConcurrency, configure: configure,
+                                       configureWorker: configureWorker, body)
     }
 
     /// ``withGateway`` for a body with a result.
     func withGatewayReturning<Value: Sendable>(
         worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
         workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
+        configureWorker: (inout WorkerConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (GatewayClient) async throws -> Value
     ) async throws -> Value {
         var configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
@@ -63,11 +66,10 @@ struct TestCluster {
         configure(&configuration)
         var services: [any Service] = []
         if worker {
-            services.append(JobWorker(
-                configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "test-worker",
-                                                   concurrency: workerConcurrency),
-                registry: registry, logger: .quiet
-            ))
+            var workerConfiguration = WorkerConfiguration(kafka: kafka, topics: topics, workerID: "test-worker",
+                                                          concurrency: workerConcurrency)
+            configureWorker(&workerConfiguration)
+            services.append(JobWorker(configuration: workerConfiguration, registry: registry, logger: .quiet))
         }
         let app = try buildGateway(configuration: configuration, extraServices: services, logger: .quiet)
         return try await app.test(.live) { client in

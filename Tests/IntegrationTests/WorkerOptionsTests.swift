@@ -93,6 +93,42 @@ struct WorkerOptionsTests {
         }
     }
 
+    @Test("a job's slot goes to the next job when its handler ends, not when its final snapshot is acknowledged")
+    func slotFreedBeforeFinalAck() async throws {
+        let starts = Mutex<[ContinuousClock.Instant]>([])
+        let occupancy = Occupancy()
+        var registry = JobRegistry.builtin
+        registry.register("stamp", params: [String: Int].self) { _, _ in
+            occupancy.enter()
+            defer { occupancy.leave() }
+            starts.withLock { $0.append(.now) }
+            return ["ok": true]
+        }
+        // Every acknowledgement the worker awaits takes at least the linger: the
+        // `running` snapshot before a handler, the final one after it. Long, so
+        // that a loaded machine's delays (over a second a job, seen in a full
+        // test run) stay well inside one linger.
+        let linger = Duration.seconds(4)
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry, workerConcurrency: 1,
+                                     configureWorker: { $0.kafka.properties["linger.ms"] = "4000" }) { client in
+            let first = try await client.submit(#"{"type":"stamp"}"#)
+            let second = try await client.submit(#"{"type":"stamp"}"#)
+            for job in [first, second] {
+                #expect(try await client.waitFor(job.id, timeout: .seconds(60)) { $0.status.isTerminal }.status == .succeeded)
+            }
+            let stamps = starts.withLock { $0 }
+            try #require(stamps.count == 2)
+            let spread = stamps[1] - stamps[0]
+            // Holding its slot through the first job's final acknowledgement, the
+            // second handler could start 2 lingers after the first at the earliest
+            // (that wait, then its own `running`); given back before it, 1 linger after.
+            #expect(spread >= linger, "the linger did not reach the worker's producer: \(spread)")
+            #expect(spread < linger * 2, "the slot waited for the final snapshot's acknowledgement: \(spread)")
+            #expect(occupancy.peak == 1)
+        }
+    }
+
     /// Reports progress until the test says go, then succeeds, or fails if its params say so.
     static func steadfastRegistry(go: Shared, runs: Shared, maxAttempts: Int = 1) -> JobRegistry {
         var registry = JobRegistry.builtin
