@@ -6,6 +6,11 @@ import Foundation
 /// Workers build every snapshot they publish through these functions, so an
 /// illegal move (running a finished job, finishing a queued one) is caught before
 /// it reaches the status topic.
+///
+/// Times are kept to the millisecond, as the wire carries them: a snapshot read
+/// back from the topic then equals the one its writer folded at once. (A gateway
+/// that kept a finer time took its own cancel, read back, for a stale record and
+/// published it again, without end.)
 extension JobSnapshot {
     /// Why a transition was refused.
     public struct TransitionError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -16,6 +21,7 @@ extension JobSnapshot {
 
     /// A worker begins running attempt `attempt` of this job.
     public func started(attempt: Int, by workerID: String, at now: Date = Date()) throws -> JobSnapshot {
+        let now = WireFormat.wholeMilliseconds(now)
         guard !status.isTerminal else { throw TransitionError(from: status, action: "start") }
         var next = self
         next.status = .running
@@ -33,6 +39,7 @@ extension JobSnapshot {
 
     /// The running job reported progress.
     public func reporting(_ progress: JobProgress, at now: Date = Date()) throws -> JobSnapshot {
+        let now = WireFormat.wholeMilliseconds(now)
         guard status == .running else { throw TransitionError(from: status, action: "report progress of") }
         var next = self
         next.progress = progress
@@ -60,6 +67,7 @@ extension JobSnapshot {
     /// The running attempt ended without a verdict (a retry, or the worker handed the
     /// job back while shutting down): the job waits again as the next attempt.
     public func requeued(error: JobError? = nil, at now: Date = Date()) throws -> JobSnapshot {
+        let now = WireFormat.wholeMilliseconds(now)
         guard status == .running else { throw TransitionError(from: status, action: "requeue") }
         var next = self
         next.status = .queued
@@ -71,9 +79,19 @@ extension JobSnapshot {
         return next
     }
 
+    /// A user asked to cancel the job while it runs (or may be starting): the
+    /// intent, which the worker running it acts on.
+    public func requestingCancel(at now: Date = Date()) -> JobSnapshot {
+        var next = self
+        next.cancelRequested = true
+        next.updatedAt = WireFormat.wholeMilliseconds(now)
+        return next
+    }
+
     /// The job's worker fell silent: the same state, marked stalled, so readers
     /// know it is probably not running any more.
     public func markedStalled(at now: Date = Date()) throws -> JobSnapshot {
+        let now = WireFormat.wholeMilliseconds(now)
         guard status == .running else { throw TransitionError(from: status, action: "mark stalled") }
         var next = self
         next.stalled = true
@@ -82,6 +100,7 @@ extension JobSnapshot {
     }
 
     private func finishing(_ terminal: JobStatus, at now: Date, _ change: (inout JobSnapshot) -> Void) throws -> JobSnapshot {
+        let now = WireFormat.wholeMilliseconds(now)
         guard !status.isTerminal else { throw TransitionError(from: status, action: "finish") }
         var next = self
         next.status = terminal

@@ -124,9 +124,7 @@ struct JobRoutes: Sendable {
                 logger.warning("cancelled snapshot not acknowledged", metadata: ["job.id": "\(current.id)", "error": "\(error)"])
             }
         }
-        var requested = current
-        requested.cancelRequested = true
-        requested.updatedAt = Date()
+        let requested = current.requestingCancel()
         view.apply(requested)
         do {
             try await commands.publishStatus(requested, urgent: true)

@@ -34,10 +34,14 @@ public final class JobView: Service {
         /// Folds one snapshot: the job's state before and after when it changed, and
         /// whether the snapshot was stale (changed nothing) while the job had already
         /// ended in a different state.
+        ///
+        /// "Different" by ``SnapshotOrder``, not by every field: a copy of the
+        /// final state must never count as stale, or re-publishing it would be
+        /// read back as stale again, without end.
         mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleFinal: Bool) {
             if let key = snapshot.idempotencyKey { idempotencyKeys[key] = snapshot.id }
             let (previous, changed) = table.fold(snapshot, stamp: changeSequence + 1)
-            if changed == nil, let previous, previous.status.isTerminal, previous != snapshot {
+            if changed == nil, let previous, previous.status.isTerminal, SnapshotOrder(previous) != SnapshotOrder(snapshot) {
                 staleTails.insert(snapshot.id)
                 return (previous, nil, true)
             }

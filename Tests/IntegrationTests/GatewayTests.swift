@@ -96,6 +96,24 @@ struct EndToEndTests {
         }
     }
 
+    @Test("a queued job's cancel is written to the status topic once, and the topic then stays quiet")
+    func queuedCancelIsWrittenOnce() async throws {
+        let system = try TestCluster()
+        // No worker: the job stays queued until the cancel.
+        try await system.withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            let reply = try await client.request(.post, "/jobs/\(job.id)/cancel")
+            #expect(reply.status == .accepted)
+            #expect(try reply.snapshot().status == .cancelled)
+            // Long enough for the gateway to read its cancel back a few times over
+            // (it fetches every 10 ms here): a read-back taken for a stale record
+            // was published again, without end (hundreds of records a second).
+            try await Task.sleep(for: .seconds(2))
+            let events = try await system.statusEvents(timeout: .seconds(3)) { _ in false }.filter { $0.id == job.id }
+            #expect(events.map(\.status) == [.queued, .cancelled])
+        }
+    }
+
     @Test("a cancel and its snapshot are sent at once, even while start commands and snapshots linger for seconds")
     func cancelDoesNotLinger() async throws {
         let system = try TestCluster()

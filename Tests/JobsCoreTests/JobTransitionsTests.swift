@@ -17,6 +17,27 @@ struct JobTransitionsTests {
         #expect(queued.schemaVersion == 1)
     }
 
+    @Test("every transition keeps its time to the millisecond, so its snapshot reads back from the wire unchanged")
+    func transitionsSurviveTheWire() throws {
+        // A time between milliseconds, as `Date()` gives.
+        let fine = Date(timeIntervalSince1970: 1_764_668_400.123_456_7)
+        let running = try queued.started(attempt: 1, by: "worker-a", at: fine)
+        let snapshots = [
+            running,
+            try running.reporting(JobProgress(current: 1, total: 2), at: fine),
+            try running.markedStalled(at: fine),
+            running.requestingCancel(at: fine),
+            try running.requeued(at: fine),
+            try running.succeeded(result: ["ok": true], at: fine),
+            try running.failed(JobError(code: "boom", message: "no"), at: fine),
+            try queued.cancelled(at: fine),
+        ]
+        for snapshot in snapshots {
+            #expect(try WireFormat.decodeSnapshot(WireFormat.encodeSnapshot(snapshot)) == snapshot, "\(snapshot.status)")
+        }
+        #expect(running.requestingCancel(at: fine).cancelRequested)
+    }
+
     @Test("starting sets the worker, the start time, the attempt and sequence 1")
     func startedSetsWorkerAndStartTime() throws {
         let running = try queued.started(attempt: 1, by: "worker-a", at: at(2))
