@@ -82,6 +82,9 @@ final class JobExecution: Sendable {
                 return (nil, nil)
             }
             if state.stopReason == nil || reason == .cancelRequested { state.stopReason = reason }
+            // Never cleared: a handler that returns despite the cancel still
+            // succeeds, and its snapshot says a cancel was asked for.
+            if reason == .cancelRequested { state.snapshot.cancelRequested = true }
             return (state.task, state.sleeper)
         }
         task?.cancel()

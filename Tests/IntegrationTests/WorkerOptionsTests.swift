@@ -179,6 +179,38 @@ struct WorkerOptionsTests {
         }
     }
 
+    @Test("a cancellable handler that returns despite a cancel succeeds, and its final snapshot keeps cancelRequested")
+    func cancelRequestedOutlivesAHandlerThatReturns() async throws {
+        let go = Shared()
+        let sawCancel = Shared()
+        var registry = JobRegistry.builtin
+        registry.register("deaf", params: [String: Int].self) { _, _ in
+            // Waits without throwing on cancellation, as code that never checks it does.
+            while go.count == 0 {
+                if Task.isCancelled, sawCancel.count == 0 { sawCancel.add() }
+                await withCheckedContinuation { done in
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(10)) { done.resume() }
+                }
+            }
+            return ["ok": true]
+        }
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry) { client in
+            let job = try await client.submit(#"{"type":"deaf"}"#)
+            try await client.waitFor(job.id) { $0.status == .running }
+            #expect(try await client.request(.post, "/jobs/\(job.id)/cancel").status == .accepted)
+            try await gate(until: { sawCancel.count > 0 }, what: "the handler's task to be cancelled")
+            go.add()
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded)
+            #expect(done.cancelRequested)
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.contains { $0.id == job.id && $0.status.isTerminal }
+            }
+            #expect(events.last { $0.id == job.id }?.cancelRequested == true, "the final record on the topic dropped the cancel")
+        }
+    }
+
     @Test("a cancel ignored during a non-cancellable attempt still stops the job before a retry")
     func ignoredCancelStopsRetry() async throws {
         let go = Shared()
