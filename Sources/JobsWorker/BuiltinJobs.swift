@@ -27,9 +27,12 @@ extension JobRegistry {
 
 struct NoParams: Codable, Sendable {}
 
-/// Encodes as JSON `null`, which the registry stores as "no result".
-struct NoResult: Encodable, Sendable {
-    func encode(to encoder: Encoder) throws {
+/// What a handler with nothing to report returns: it encodes as JSON `null`,
+/// which the registry stores as "no result".
+public struct NoResult: Encodable, Sendable {
+    public init() {}
+
+    public func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encodeNil()
     }

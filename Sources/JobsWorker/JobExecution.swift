@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import JobsCore
 import KafkaClient
@@ -21,7 +22,8 @@ final class JobExecution: Sendable {
     /// How a handler's run ended.
     enum Outcome: Sendable {
         case succeeded(JSONValue?)
-        case failed(JobError)
+        /// `retryable` is false for a ``NonRetryableError``.
+        case failed(JobError, retryable: Bool)
         case cancelled
         case handedBack
         case timedOut(Duration)
@@ -154,10 +156,19 @@ final class JobExecution: Sendable {
         case (.failure, .timeout?):
             return .timedOut(timeout ?? .zero)
         case (.failure(let error as JobError), nil):
-            return .failed(error)
+            return .failed(error, retryable: true)
+        case (.failure(let error as NonRetryableError), nil):
+            return .failed(error.error, retryable: false)
         case (.failure(let error), nil):
-            return .failed(JobError(code: "handler_error", message: String(describing: error)))
+            return .failed(JobError(code: "handler_error", message: message(of: error)), retryable: true)
         }
+    }
+
+    /// A `LocalizedError`'s description, as a person should read it; else what
+    /// `String(describing:)` makes of the error.
+    static func message(of error: any Error) -> String {
+        if let description = (error as? any LocalizedError)?.errorDescription { return description }
+        return String(describing: error)
     }
 
     /// Waits between attempts; a stop (cancel, hand-back) ends the wait early.

@@ -7,7 +7,9 @@ public struct JobOptions: Sendable, Hashable {
     /// Wait before the second attempt; each later wait doubles, up to `maxBackoff`.
     public var initialBackoff: Duration
     public var maxBackoff: Duration
-    /// Longest one attempt may run; it then ends `failed` with code `timeout`.
+    /// Longest one attempt may run. The handler's task is then cancelled, and
+    /// the job ends `failed` with code `timeout`, not retried; a handler that
+    /// ignores the cancellation and returns anyway ends as it returns.
     public var timeout: Duration?
     /// Most jobs of this type one worker runs at once (`nil`: only the worker's
     /// own concurrency limits them), for a type that strains a scarce resource.

@@ -17,8 +17,11 @@ public struct JobRegistry: Sendable {
     public init() {}
 
     /// Registers a handler. `Params` is decoded from the job's params after they
-    /// passed `schema`; the handler's return value becomes the job's `result`
-    /// (none when it encodes to `null`, e.g. a `nil` optional).
+    /// passed `schema`; params that pass it but don't decode (the schema and the
+    /// type disagree) end the job `failed` with `invalid_params` at once, not
+    /// retried. The handler's return value becomes the job's `result` (none when
+    /// it encodes to `null`: a `nil` optional, or ``NoResult``). Times in params
+    /// and results are RFC 3339 text, as everywhere on the wire.
     public mutating func register<Params: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String,
         params: Params.Type = Params.self,
@@ -33,7 +36,7 @@ public struct JobRegistry: Sendable {
             do {
                 params = try Self.decode(Params.self, from: rawParams)
             } catch {
-                throw JobError(code: "invalid_params", message: "params do not fit \(name): \(error)")
+                throw NonRetryableError(code: "invalid_params", message: "params do not fit \(name): \(error)")
             }
             let output = try await handler(params, context)
             // Not `result == .null ? nil : result`: that `nil` is JSONValue's nil literal, `.null`.
@@ -46,14 +49,14 @@ public struct JobRegistry: Sendable {
     /// (no Foundation encoding first); none for a handler that takes `JSONValue`.
     private static func decode<Params: Decodable>(_ type: Params.Type, from value: JSONValue) throws -> Params {
         if let params = value as? Params { return params }
-        return try JSONDecoder().decode(Params.self, from: Data(WireFormat.encodeJSONValue(value)))
+        return try WireFormat.decoder().decode(Params.self, from: Data(WireFormat.encodeJSONValue(value)))
     }
 
     /// One pass of Foundation's encoder, read back by the hand-written reader;
     /// none for a handler that returns `JSONValue`.
     private static func jsonValue<Output: Encodable>(of output: Output) throws -> JSONValue {
         if let value = output as? JSONValue { return value }
-        return try WireFormat.decodeJSONValue(JSONEncoder().encode(output))
+        return try WireFormat.decodeJSONValue(WireFormat.encoder().encode(output))
     }
 
     /// The descriptors of every registered type, for validation and discovery.

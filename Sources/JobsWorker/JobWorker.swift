@@ -277,7 +277,7 @@ private struct Runner: Sendable {
             case .handedBack:
                 await handBack(execution, logger: jobLogger)
                 return
-            case .failed(let error) where attempt < maxAttempts:
+            case .failed(let error, retryable: true) where attempt < maxAttempts:
                 // Retry: the job waits, visibly `queued` as the next attempt, then runs again here.
                 guard let requeued = try? execution.advance({ try $0.requeued(error: error) }) else { return }
                 guard await publisher.publish(requeued) else { return }
@@ -293,7 +293,7 @@ private struct Runner: Sendable {
                 case nil:
                     attempt = requeued.attempt
                 }
-            case .failed(let error):
+            case .failed(let error, _):
                 await conclude(execution, logger: jobLogger) { try $0.failed(error) }
                 return
             }

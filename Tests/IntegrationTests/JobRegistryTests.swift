@@ -56,7 +56,7 @@ struct JobRegistryTests {
         #expect(bare == ["outputs": [], "pixels": 4, "ratio": 0.25, "cropped": false])
     }
 
-    @Test("params that don't fit the handler's type fail the job as invalid_params, naming the type")
+    @Test("params that don't fit the handler's type fail the job as invalid_params, naming the type, not to be retried")
     func paramsThatDontFit() async throws {
         var registry = JobRegistry()
         registry.register("resize", params: Resize.self) { _, _ in 0 }
@@ -64,10 +64,34 @@ struct JobRegistryTests {
             await #expect {
                 try await Self.run(registry, "resize", params)
             } throws: { error in
-                guard let error = error as? JobError else { return false }
+                guard let error = (error as? NonRetryableError)?.error else { return false }
                 return error.code == "invalid_params" && error.message.hasPrefix("params do not fit resize:")
             }
         }
+    }
+
+    @Test("times in params and results are RFC 3339 text, as on the wire")
+    func timesAsText() async throws {
+        struct Window: Codable, Sendable { var from: Date }
+        var registry = JobRegistry()
+        registry.register("later", params: Window.self) { params, _ in Window(from: params.from.addingTimeInterval(60)) }
+        let result = try await Self.run(registry, "later", ["from": "2026-12-02T10:00:00.250Z"])
+        #expect(result == ["from": "2026-12-02T10:01:00.250Z"])
+    }
+
+    @Test("a handler returning NoResult leaves the job without a result")
+    func noResult() async throws {
+        var registry = JobRegistry()
+        registry.register("quiet", params: JSONValue.self) { _, _ in NoResult() }
+        #expect(try await Self.run(registry, "quiet", [:]) == JSONValue?.none)
+    }
+
+    @Test("a thrown error's message is its LocalizedError description when it has one, else its description")
+    func errorMessages() {
+        struct Described: LocalizedError { var errorDescription: String? { "the disk is full" } }
+        struct Plain: Error { var reason = "quota" }
+        #expect(JobExecution.message(of: Described()) == "the disk is full")
+        #expect(JobExecution.message(of: Plain()) == #"Plain(reason: "quota")"#)
     }
 
     @Test("a handler on JSONValue sees the params as they are; a null result is no result")

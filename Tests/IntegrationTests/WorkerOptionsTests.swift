@@ -93,6 +93,35 @@ struct WorkerOptionsTests {
         }
     }
 
+    @Test("a NonRetryableError, or params the handler's type can't take, end the job at once with attempts left")
+    func nonRetryableFailuresEndAtOnce() async throws {
+        let runs = Shared()
+        var registry = JobRegistry.builtin
+        let retries = JobOptions(maxAttempts: 3, initialBackoff: .milliseconds(10))
+        registry.register("gone", params: [String: Int].self, options: retries) { _, _ -> Int in
+            runs.add()
+            throw NonRetryableError(code: "not_found", message: "nothing to work on")
+        }
+        // The schema lets an integer through that the Swift type can't take.
+        struct Count: Codable, Sendable { var count: String }
+        registry.register("mismatch", params: Count.self, schema: ParamsSchema([.init("count", .integer())]),
+                          options: retries) { _, _ in runs.add(); return 0 }
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry) { client in
+            let gone = try await client.waitFor(try await client.submit(#"{"type":"gone"}"#).id) { $0.status.isTerminal }
+            #expect(gone.status == .failed)
+            #expect(gone.error == JobError(code: "not_found", message: "nothing to work on"))
+            #expect(gone.attempt == 1)
+            let mismatch = try await client.waitFor(try await client.submit(#"{"type":"mismatch","params":{"count":3}}"#).id) {
+                $0.status.isTerminal
+            }
+            #expect(mismatch.status == .failed)
+            #expect(mismatch.error?.code == "invalid_params")
+            #expect(mismatch.attempt == 1)
+            #expect(runs.count == 1)
+        }
+    }
+
     @Test("a job's slot goes to the next job when its handler ends, not when its final snapshot is acknowledged")
     func slotFreedBeforeFinalAck() async throws {
         let starts = Mutex<[ContinuousClock.Instant]>([])
