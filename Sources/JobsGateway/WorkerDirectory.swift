@@ -12,6 +12,8 @@ final class WorkerDirectory: Service {
     private let workers = Mutex<[String: WorkerHeartbeat]>([:])
     /// Job types workers announce, with the params schema of the latest announcement.
     private let announced = Mutex<[String: JobTypeDescriptor]>([:])
+    /// Worker and type pairs whose unreadable schema was logged: once, not every heartbeat.
+    private let unreadable = Mutex<Set<String>>([])
     private let reader: KafkaTopicReader
     private let view: JobView
     private let commands: JobCommands
@@ -78,8 +80,10 @@ final class WorkerDirectory: Service {
     private func learnTypes(from heartbeat: WorkerHeartbeat) {
         let types = heartbeat.jobTypes.compactMap { info -> JobTypeDescriptor? in
             guard let schema = ParamsSchema(jsonSchema: info.paramsSchema) else {
-                logger.warning("ignoring a job type whose params schema can't be read",
-                               metadata: ["type": "\(info.name)", "worker.id": "\(heartbeat.workerID)"])
+                if unreadable.withLock({ $0.insert("\(heartbeat.workerID)\u{0}\(info.name)").inserted }) {
+                    logger.warning("ignoring a job type whose params schema can't be read (an invalid pattern?)",
+                                   metadata: ["type": "\(info.name)", "worker.id": "\(heartbeat.workerID)"])
+                }
                 return nil
             }
             return JobTypeDescriptor(name: info.name, summary: info.summary, params: schema)

@@ -21,7 +21,8 @@ public struct JobRegistry: Sendable {
     /// type disagree) end the job `failed` with `invalid_params` at once, not
     /// retried. The handler's return value becomes the job's `result` (none when
     /// it encodes to `null`: a `nil` optional, or ``NoResult``). Times in params
-    /// and results are RFC 3339 text, as everywhere on the wire.
+    /// and results are RFC 3339 text, as everywhere on the wire. A schema
+    /// `pattern` that is not a valid regular expression stops the program here.
     public mutating func register<Params: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String,
         params: Params.Type = Params.self,
@@ -30,6 +31,13 @@ public struct JobRegistry: Sendable {
         options: JobOptions = JobOptions(),
         handler: @escaping @Sendable (Params, JobContext) async throws -> Output
     ) {
+        for field in schema.fields {
+            guard case .string(_, _, let pattern?) = field.type else { continue }
+            // A mistake in the code, caught at start-up: a gateway can't read such a
+            // schema, so the type would never accept a job, and no one would say why.
+            precondition((try? Regex(pattern)) != nil,
+                         "job type \(name): the pattern of params field \(field.name), \(pattern), is not a valid regular expression")
+        }
         let descriptor = JobTypeDescriptor(name: name, summary: summary, params: schema)
         handlers[name] = RegisteredJob(descriptor: descriptor, options: options) { rawParams, context in
             let params: Params

@@ -79,6 +79,15 @@ struct JobRegistryTests {
         #expect(result == ["from": "2026-12-02T10:01:00.250Z"])
     }
 
+    @Test("registering a type whose params pattern is not a regular expression stops the program at once")
+    func invalidPatternIsCaughtAtRegistration() async {
+        await #expect(processExitsWith: .failure) {
+            var registry = JobRegistry()
+            registry.register("broken", params: JSONValue.self,
+                              schema: ParamsSchema([.init("name", .string(pattern: "^[a-z+$"))])) { params, _ in params }
+        }
+    }
+
     @Test("a handler returning NoResult leaves the job without a result")
     func noResult() async throws {
         var registry = JobRegistry()
