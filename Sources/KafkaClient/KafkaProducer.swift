@@ -74,14 +74,22 @@ public final class KafkaProducer: Service, Sendable {
         let thread = Thread { self.pollUntilStopped() }
         thread.name = "kafka-producer"
         thread.start()
+        guard !knownTopics.isEmpty else { return }
+        // Beside the poll loop, not before it: with the broker unreachable these
+        // lookups take 5 s each, and delivery reports (the failures a caller is
+        // waiting for) would wait for all of them.
+        let warmUp = Thread { [client, knownTopics, logger] in
+            for topic in knownTopics {
+                if case .failure(let error) = partitionCount(client: client, topic: topic, timeoutMs: 5000) {
+                    logger.warning("no metadata for topic yet", metadata: ["topic": "\(topic)", "error": "\(error)"])
+                }
+            }
+        }
+        warmUp.name = "kafka-producer-metadata"
+        warmUp.start()
     }
 
     private func pollUntilStopped() {
-        for topic in knownTopics {
-            if case .failure(let error) = partitionCount(client: client, topic: topic, timeoutMs: 5000) {
-                logger.warning("no metadata for topic yet", metadata: ["topic": "\(topic)", "error": "\(error)"])
-            }
-        }
         while true {
             let flushTimeout: Duration? = lifecycle.withLock { state in
                 if case .stopping(let timeout, _) = state { return timeout }

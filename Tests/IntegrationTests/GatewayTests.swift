@@ -1,7 +1,9 @@
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
 import JobsCore
+import JobsGateway
 import KafkaClient
 import NIOCore
 import JobsWorker
@@ -266,6 +268,25 @@ struct BadInputTests {
         // Only the warm-up job's command and queued snapshot exist.
         #expect(try await system.recordCount(system.topics.commands) == 1)
         #expect(try await system.recordCount(system.topics.status) == 1)
+    }
+
+    @Test("a gateway started while the broker is unreachable refuses a submit with 503 within the command timeout")
+    func unreachableBrokerAtStartGives503InTime() async throws {
+        // Port 1: nothing listens there, so every connection is refused at once.
+        let configuration = GatewayConfiguration(kafka: KafkaConfiguration(bootstrapServers: "127.0.0.1:1"),
+                                                 commandTimeout: .seconds(2), authentication: .disabled)
+        let app = try buildGateway(configuration: configuration, logger: .quiet)
+        try await app.test(.live) { client in
+            let client = GatewayClient(client)
+            let started = ContinuousClock.now
+            let reply = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#)
+            let answeredAfter = ContinuousClock.now - started
+            #expect(reply.status == .serviceUnavailable)
+            #expect(try reply.problem().type == "/problems/broker-unavailable")
+            // The producer's metadata look-ups (5 s a topic, three topics) used to
+            // hold up its delivery reports: the answer came after 15 s.
+            #expect(answeredAfter < .seconds(8), "answered after \(answeredAfter)")
+        }
     }
 
     @Test("a submit whose command fails while its queued snapshot lands is refused, and the snapshot is withdrawn")
