@@ -66,6 +66,8 @@ extension JobSnapshot {
 
     /// The running attempt ended without a verdict (a retry, or the worker handed the
     /// job back while shutting down): the job waits again as the next attempt.
+    /// The worker and start time stay, saying where the last attempt ran; its
+    /// progress goes, as the next attempt has made none.
     public func requeued(error: JobError? = nil, at now: Date = Date()) throws -> JobSnapshot {
         let now = WireFormat.wholeMilliseconds(now)
         guard status == .running else { throw TransitionError(from: status, action: "requeue") }
@@ -73,6 +75,7 @@ extension JobSnapshot {
         next.status = .queued
         next.attempt += 1
         next.sequence = 0
+        next.progress = nil
         next.error = error
         next.updatedAt = now
         next.stalled = nil

@@ -76,7 +76,7 @@ struct JobTransitionsTests {
         #expect(second.status == .running)
     }
 
-    @Test("requeueing increments the attempt, resets the sequence and records why")
+    @Test("requeueing increments the attempt, resets the sequence, drops the attempt's progress and records why")
     func requeuedStartsNextAttempt() throws {
         let running = try queued.started(attempt: 1, by: "w", at: at(1))
             .reporting(JobProgress(current: 1), at: at(2))
@@ -87,6 +87,8 @@ struct JobTransitionsTests {
         #expect(requeued.sequence == 0)
         #expect(requeued.error == reason)
         #expect(requeued.updatedAt == at(3))
+        #expect(requeued.progress == nil)
+        #expect(requeued.workerID == "w" && requeued.startedAt == at(1))
         #expect(SnapshotOrder(requeued) > SnapshotOrder(running))
     }
 
