@@ -2,6 +2,7 @@ import Hummingbird
 import JobsCore
 import KafkaClient
 import Logging
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 
@@ -84,6 +85,7 @@ public func buildGateway(
     ).register(on: router)
     return Application(
         router: router,
+        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
         services: [producer, urgentProducer, withdrawals, view, directory, metrics] + extraServices,
         logger: logger

@@ -44,6 +44,11 @@ public struct GatewayConfiguration: Sendable {
     public var maxResumeJobs: Int
     /// Serve the dashboard from this folder instead of the built-in copy (to work on it).
     public var dashboardDirectory: String?
+    /// A connection that sends nothing for this long while no answer is being
+    /// written is closed: an idle keep-alive connection, or a request left
+    /// half-sent, which would otherwise hold its socket for ever. An event
+    /// stream being written is never cut.
+    public var idleTimeout: Duration = .seconds(60)
 
     public init(
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
