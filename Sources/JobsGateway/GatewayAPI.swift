@@ -113,7 +113,16 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let origin = request.headers[.origin], origins.contains(origin) else {
-            return try await next(request, context)
+            // The answer depends on Origin all the same: a shared cache must not
+            // give this one (without CORS headers) to an allowed origin's page.
+            var response: Response
+            do {
+                response = try await next(request, context)
+            } catch let error as any HTTPResponseError {
+                response = try error.response(from: request, context: context)
+            }
+            response.headers[values: .vary].append("Origin")
+            return response
         }
         var response = try await cors.handle(request, context: context, next: next)
         // Hummingbird's middleware names them on preflight answers only; browsers

@@ -158,6 +158,10 @@ struct AccessTests {
             #expect(problem.headers[.accessControlExposeHeaders]?.contains("Retry-After") == true)
             let other = try await client.request(.get, "/jobs", headers: [.origin: "https://evil.example"])
             #expect(other.headers[.accessControlAllowOrigin] == nil)
+            // Every answer depends on Origin, so every answer says so to caches.
+            for answer in [get, problem, other, try await client.request(.get, "/jobs"), try await client.request(.get, "/jobs?limit=0")] {
+                #expect(answer.headers[values: .vary].contains { $0.lowercased() == "origin" }, "\(answer.status)")
+            }
         }
     }
 
