@@ -21,7 +21,7 @@ struct EventStreamRoutes: Sendable {
 
     /// `GET /jobs/{id}/events`: the current snapshot, each change, closed after the terminal one.
     @Sendable func jobEvents(request: Request, context: GatewayRequestContext) async throws -> Response {
-        let id = JobID(rawValue: try context.parameters.require("id"))
+        let id = JobID(rawValue: try context.jobIDParameter())
         _ = try QueryParameters(request.uri.queryParameters, allowed: [])
         guard await view.snapshot(id, catchUpTimeout: configuration.catchUpTimeout) != nil else {
             throw ProblemDetails.jobNotFound(id.rawValue)

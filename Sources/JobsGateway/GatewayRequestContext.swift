@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import NIOCore
 
@@ -22,5 +23,14 @@ public struct GatewayRequestContext: RequestContext, RemoteAddressRequestContext
     var clientIdentity: String {
         if let name = caller?.keyName { return "key:\(name)" }
         return "address:\(remoteAddress?.ipAddress ?? "unknown")"
+    }
+}
+
+extension RequestContext {
+    /// The `{id}` of a job route, percent-decoded: `%61` and `a` name the same
+    /// job (RFC 3986, section 6.2.2.2); the router hands the segment over as sent.
+    func jobIDParameter() throws -> String {
+        let raw = try parameters.require("id")
+        return raw.removingPercentEncoding ?? raw
     }
 }

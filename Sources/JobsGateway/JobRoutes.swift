@@ -185,7 +185,7 @@ struct JobRoutes: Sendable {
     }
 
     private func find(_ context: Context) async throws -> JobSnapshot {
-        let id = try context.parameters.require("id")
+        let id = try context.jobIDParameter()
         guard let snapshot = await view.snapshot(JobID(rawValue: id), catchUpTimeout: configuration.catchUpTimeout) else {
             throw ProblemDetails.jobNotFound(id)
         }

@@ -158,6 +158,20 @@ struct EndToEndTests {
         }
     }
 
+    @Test("a job id in a path may be percent-encoded")
+    func percentEncodedID() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            let raw = job.id.rawValue
+            let encoded = raw.unicodeScalars.map { String(format: "%%%02X", $0.value) }.joined()
+            let read = try await client.request(.get, "/jobs/\(encoded)")
+            #expect(read.status == .ok)
+            #expect(try read.snapshot().id == job.id)
+            #expect(try await client.request(.post, "/jobs/\(encoded)/cancel").status == .accepted)
+        }
+    }
+
     @Test("unknown ids answer 404 with a problem body")
     func unknownIDIsNotFound() async throws {
         let system = try TestCluster()
