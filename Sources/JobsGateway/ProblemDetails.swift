@@ -3,6 +3,7 @@ import Hummingbird
 import JobsCore
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// An RFC 9457 problem: every error the gateway answers has this body, with a
 /// stable `type` a client can branch on (the list is in docs/api.md).
@@ -90,6 +91,13 @@ extension ProblemDetails {
     static func bodyTooLarge(limit: Int) -> ProblemDetails {
         ProblemDetails(type: typeBase + "body-too-large", title: "Body too large", status: .contentTooLarge,
                        detail: "the request body is over the limit of \(limit) bytes")
+    }
+
+    /// The client stopped sending before the body was whole: its request, not the gateway, is at fault.
+    static func incompleteBody(contentLength: String?) -> ProblemDetails {
+        ProblemDetails(type: typeBase + "incomplete-body", title: "Incomplete body", status: .badRequest,
+                       detail: contentLength.map { "the request body ended before its Content-Length of \($0) bytes" }
+                           ?? "the request body ended before its last chunk")
     }
 
     static func jobNotFound(_ id: String) -> ProblemDetails {
@@ -180,6 +188,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return problem
         case is NIOTooManyBytesError:
             return ProblemDetails.bodyTooLarge(limit: bodyLimit)
+        case let error as HTTPParserError:
+            // Reading the body met the end of the connection, or bytes that are not
+            // HTTP: the client's doing, so a 400 and a debug line, not an error.
+            logger.debug("request not read whole", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            if error == .invalidEOFState { return ProblemDetails.incompleteBody(contentLength: request.headers[.contentLength]) }
+            return ProblemDetails.http(.badRequest, detail: "the request could not be read: \(error)")
         case let error as any HTTPResponseError:
             // The router says 404 for a known path with another method; that is a 405.
             let allowed = Endpoint.methods(allowedOn: request.uri.path)

@@ -54,7 +54,19 @@ enum RawHTTP {
         }
     }
 
-    private static func exchange(port: Int, request: [UInt8], progress: Progress) -> Outcome {
+    /// Sends `request` as it is, then, if `halfClose`, shuts down the sending side
+    /// (as a client that gave up mid-body does), and reads until the server closes.
+    static func raw(port: Int, request: String, halfClose: Bool) async -> Outcome {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(returning: exchange(port: port, request: Array(request.utf8), progress: Progress(),
+                                                        halfClose: halfClose))
+            }
+            thread.start()
+        }
+    }
+
+    private static func exchange(port: Int, request: [UInt8], progress: Progress, halfClose: Bool = false) -> Outcome {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return .closedWithoutAnswer("socket: errno \(errno)") }
         defer { close(fd) }
@@ -87,6 +99,7 @@ enum RawHTTP {
             sent += count
         }
         progress.wrote()
+        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
 
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 8192)

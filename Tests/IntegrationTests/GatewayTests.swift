@@ -252,6 +252,35 @@ struct BadInputTests {
         #expect(try await system.recordCount(system.topics.status) == 0)
     }
 
+    @Test("a body cut short of its Content-Length gets 400 incomplete-body: not a 500, not logged as an error")
+    func truncatedBody() async throws {
+        let logs = LogRecorder()
+        let system = try TestCluster()
+        try await system.withGateway(worker: false, logger: logs.logger()) { client in
+            let port = try #require(client.port)
+            let request = "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                + #"{"type":"noop"}"#
+            let outcome = await RawHTTP.raw(port: port, request: request, halfClose: true)
+            guard case .complete(let status, let headers, let body) = outcome else {
+                Issue.record("no whole answer: \(outcome)")
+                return
+            }
+            #expect(status == 400)
+            #expect(headers["content-type"] == "application/problem+json")
+            let problem = try JSONDecoder().decode(ProblemBody.self, from: Data(body))
+            #expect(problem.type == "/problems/incomplete-body")
+            #expect(problem.detail == "the request body ended before its Content-Length of 100 bytes")
+            let metrics = try await client.request(.get, "/metrics").text
+            #expect(metrics.contains(#"hb_requests{http_route="/jobs",http_request_method="POST",http_response_status_code="400"} 1"#))
+            #expect(!metrics.contains(#"http_response_status_code="500""#))
+        }
+        #expect(try await system.recordCount(system.topics.commands) == 0)
+        // Kafka's own warnings aside: nothing at error level, nothing at warning or above about the request.
+        let loud = logs.entries.filter { $0.level >= .error || ($0.level >= .warning && $0.metadata.contains("/jobs")) }
+        #expect(loud.isEmpty, "\(loud)")
+        #expect(logs.entries.contains { $0.level <= .info && $0.metadata.contains("stream ended at an unexpected time") })
+    }
+
     @Test("an unknown route and a wrong method get problem bodies")
     func unknownRoute() async throws {
         let system = try TestCluster()

@@ -8,6 +8,7 @@ import KafkaClient
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// A fresh embedded cluster with the job topics: one per test, so tests share nothing.
@@ -46,19 +47,19 @@ struct TestCluster {
     func withGateway(
         worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
         workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
-        configureWorker: (inout WorkerConfiguration) -> Void = { _ in },
+        configureWorker: (inout WorkerConfiguration) -> Void = { _ in }, logger: Logger = .quiet,
         _ body: @escaping @Sendable (GatewayClient) async throws -> Void
     ) async throws {
         try await withGatewayReturning(worker: worker, registry: registry, commandTimeout: commandTimeout,
                                        workerConcurrency: workerConcurrency, configure: configure,
-                                       configureWorker: configureWorker, body)
+                                       configureWorker: configureWorker, logger: logger, body)
     }
 
     /// ``withGateway`` for a body with a result.
     func withGatewayReturning<Value: Sendable>(
         worker: Bool = true, registry: JobRegistry = .builtin, commandTimeout: Duration = .seconds(5),
         workerConcurrency: Int = 8, configure: (inout GatewayConfiguration) -> Void = { _ in },
-        configureWorker: (inout WorkerConfiguration) -> Void = { _ in },
+        configureWorker: (inout WorkerConfiguration) -> Void = { _ in }, logger: Logger = .quiet,
         _ body: @escaping @Sendable (GatewayClient) async throws -> Value
     ) async throws -> Value {
         var configuration = GatewayConfiguration(kafka: kafka, topics: topics, commandTimeout: commandTimeout,
@@ -71,7 +72,7 @@ struct TestCluster {
             configureWorker(&workerConfiguration)
             services.append(JobWorker(configuration: workerConfiguration, registry: registry, logger: .quiet))
         }
-        let app = try buildGateway(configuration: configuration, extraServices: services, logger: .quiet)
+        let app = try buildGateway(configuration: configuration, extraServices: services, logger: logger)
         return try await app.test(.live) { client in
             try await body(GatewayClient(client))
         }
@@ -230,6 +231,43 @@ extension Logger {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         return logger
+    }
+}
+
+/// Keeps what a logger logs, for tests of how loudly something is logged.
+final class LogRecorder: Sendable {
+    struct Entry: Sendable, CustomStringConvertible {
+        let level: Logger.Level
+        let message: String
+        let metadata: String
+        var description: String { "\(level) \(message) \(metadata)" }
+    }
+
+    private let recorded = Mutex<[Entry]>([])
+    var entries: [Entry] { recorded.withLock { $0 } }
+
+    /// A logger that records every line at `level` and above.
+    func logger(level: Logger.Level = .debug) -> Logger {
+        var logger = Logger(label: "test") { _ in Handler(recorder: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    private struct Handler: LogHandler {
+        let recorder: LogRecorder
+        var logLevel: Logger.Level = .debug
+        var metadata: Logger.Metadata = [:]
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { _, new in new }
+            let entry = Entry(level: event.level, message: "\(event.message)", metadata: "\(all)")
+            recorder.recorded.withLock { $0.append(entry) }
+        }
     }
 }
 
