@@ -28,15 +28,18 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
+            // Rare: ``ProblemMiddleware``, inside this one, answers every error with a response.
             let status = (error as? any HTTPResponseError)?.status ?? .internalServerError
             let metrics = cache.endpoint(route: context.endpointPath ?? "NotFound", method: request.method, status: status)
             metrics.requests.increment()
-            metrics.errors.increment()
+            metrics.errors?.increment()
             active.decrement()
             throw error
         }
         let metrics = cache.endpoint(route: context.endpointPath ?? "Unknown", method: request.method, status: response.status)
         metrics.requests.increment()
+        // Errors arrive here as problem responses, not as thrown errors: count them by their status.
+        metrics.errors?.increment()
         if response.body.contentLength == nil {
             let body = response.body
             response.body = ResponseBody { writer in
@@ -65,7 +68,8 @@ private final class RequestMetricsCache: Sendable {
 
     struct EndpointMetrics: Sendable {
         let requests: Counter
-        let errors: Counter
+        /// Only for an error status (4xx, 5xx), so a success makes no `hb_request_errors` series.
+        let errors: Counter?
         let duration: Timer
 
         init(_ endpoint: Endpoint, factory: any MetricsFactory) {
@@ -77,11 +81,11 @@ private final class RequestMetricsCache: Sendable {
             requests = Counter(label: "hb.requests", dimensions: dimensions, factory: factory)
             duration = Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds,
                              factory: factory)
-            errors = Counter(label: "hb.request.errors", dimensions: [
+            errors = endpoint.status.code >= 400 ? Counter(label: "hb.request.errors", dimensions: [
                 ("http.route", endpoint.route),
                 ("http.request.method", endpoint.method.rawValue),
                 ("error.type", String(endpoint.status.code)),
-            ], factory: factory)
+            ], factory: factory) : nil
         }
     }
 

@@ -75,4 +75,33 @@ struct MetricsTests {
             #expect(try await value("http_server_request_duration_count", streamed) == 1)
         }
     }
+
+    @Test("hb_request_errors counts each error answer under its route and status code, and no success has a series")
+    func requestErrorMetrics() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            #expect(try await client.request(.get, "/jobs/\(job.id)").status == .ok)
+            for _ in 0..<2 { #expect(try await client.request(.get, "/jobs/no-such-job").status == .notFound) }
+            #expect(try await client.request(.post, "/jobs", json: #"{"type":"noop""#).status == .badRequest)
+            #expect(try await client.request(.get, "/jobs?state=running").status == .badRequest)
+            #expect(try await client.request(.get, "/nowhere").status == .notFound)
+            #expect(try await client.request(.delete, "/jobs").status == .methodNotAllowed)
+
+            let lines = try await client.request(.get, "/metrics").text.split(separator: "\n")
+            /// The value of the `hb_request_errors` series with exactly these labels.
+            func errors(_ route: String, _ method: String, _ status: Int) -> Double? {
+                let series = #"hb_request_errors{http_route="\#(route)",http_request_method="\#(method)",error_type="\#(status)"} "#
+                return lines.first { $0.hasPrefix(series) }.flatMap { Double($0.dropFirst(series.count)) }
+            }
+            #expect(errors("/jobs/{id}", "GET", 404) == 2)
+            #expect(errors("/jobs", "POST", 400) == 1)
+            #expect(errors("/jobs", "GET", 400) == 1)
+            #expect(errors("NotFound", "GET", 404) == 1)
+            #expect(errors("NotFound", "DELETE", 405) == 1)
+            let series = lines.filter { $0.hasPrefix("hb_request_errors{") }
+            #expect(series.count == 5, "\(series)")
+            #expect(!series.contains { $0.contains(#"error_type="2"#) }, "a success counted as an error: \(series)")
+            #expect(series.allSatisfy { !$0.hasSuffix(" 0") }, "every series counts something: \(series)")
+        }
+    }
 }
