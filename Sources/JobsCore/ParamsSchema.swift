@@ -84,7 +84,9 @@ extension ParamsSchema.FieldType {
             if let maximum, n > maximum { return "must be at most \(maximum)" }
             return nil
         case (.string(let maxLength, let allowed, let pattern), .string(let s)):
-            if let maxLength, s.count > maxLength { return "must be at most \(maxLength) characters" }
+            // JSON Schema counts a string's length in code points, not in the grapheme
+            // clusters `count` gives: "e" plus five combining accents is six, not one.
+            if let maxLength, s.unicodeScalars.count > maxLength { return "must be at most \(maxLength) characters" }
             if let allowed, !allowed.contains(s) { return "must be one of \(allowed.joined(separator: ", "))" }
             if let pattern {
                 // Fail closed: a pattern this process can't compile accepts nothing.

@@ -49,6 +49,10 @@ struct SubmitRequestTests {
         .fields(
             "orderingKey too long", #"{"type": "noop", "orderingKey": "\#(String(repeating: "k", count: 256))"}"#,
             [("/orderingKey", "must be at most 255 characters")]),
+        // One grapheme cluster, but 5001 code points: JSON Schema's maxLength counts the latter.
+        .fields(
+            "orderingKey of combining accents too long", #"{"type": "noop", "orderingKey": "a\#(String(repeating: "\u{301}", count: 5000))"}"#,
+            [("/orderingKey", "must be at most 255 characters")]),
         .params("steps is a string", #"{"type": "sleep", "params": {"steps": "5"}}"#, [("/params/steps", "must be integer, not string")]),
         .params("steps is a boolean", #"{"type": "sleep", "params": {"steps": true}}"#, [("/params/steps", "must be integer, not boolean")]),
         .params("steps is not whole", #"{"type": "sleep", "params": {"steps": 2.5}}"#, [("/params/steps", "must be an integer")]),
@@ -95,6 +99,15 @@ struct SubmitRequestTests {
         #expect(parse(#"{"type": "noop", "orderingKey": null}"#) == .success(SubmitRequest(type: "noop")))
     }
 
+    @Test("an ordering key's length is counted in code points, as JSON Schema counts maxLength, not in grapheme clusters")
+    func orderingKeyLengthInCodePoints() {
+        let longest = "a" + String(repeating: "\u{301}", count: SubmitRequest.orderingKeyMaxLength - 1)
+        #expect(longest.count == 1 && longest.unicodeScalars.count == 255)
+        #expect(parse(#"{"type": "noop", "orderingKey": "\#(longest)"}"#) == .success(SubmitRequest(type: "noop", orderingKey: longest)))
+        #expect(parse(#"{"type": "noop", "orderingKey": "\#(longest)\u0301"}"#)
+            == .failure(.invalidFields([.init(pointer: "/orderingKey", detail: "must be at most 255 characters")])))
+    }
+
     @Test("whole numbers written as 5.0 or 1e2 are integers, and a null param counts as absent")
     func wholeNumbersAreIntegers() {
         #expect(parse(#"{"type": "sleep", "params": {"steps": 5.0, "stepMs": 1e2}}"#)
@@ -130,6 +143,11 @@ struct ParamsSchemaTests {
     func fieldConstraints() {
         #expect(schema.violations(of: ["name": "abcde", "mode": "slow", "ratio": 0.5, "dryRun": true]).isEmpty)
         #expect(schema.violations(of: ["name": "abcdef"]) == [.init(pointer: "/params/name", detail: "must be at most 5 characters")])
+        // Code points, as JSON Schema counts: "é" written as e + U+0301 is two, the precomposed U+00E9 one.
+        #expect(schema.violations(of: ["name": "caf\u{E9}s"]).isEmpty)
+        #expect(schema.violations(of: ["name": "cafe\u{301}s"]) == [.init(pointer: "/params/name", detail: "must be at most 5 characters")])
+        #expect(schema.violations(of: ["name": "e\u{301}\u{301}\u{301}\u{301}\u{301}"])
+            == [.init(pointer: "/params/name", detail: "must be at most 5 characters")])
         #expect(schema.violations(of: ["name": "a", "mode": "medium"]) == [.init(pointer: "/params/mode", detail: "must be one of fast, slow")])
         #expect(schema.violations(of: ["name": "a", "ratio": 1.5]) == [.init(pointer: "/params/ratio", detail: "must be at most 1.0")])
         #expect(schema.violations(of: ["name": "a", "dryRun": 1]) == [.init(pointer: "/params/dryRun", detail: "must be boolean, not integer")])
