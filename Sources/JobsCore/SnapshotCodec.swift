@@ -9,7 +9,8 @@ import Foundation
 // Foundation reads back to the same value; the reader answers only for documents
 // it is sure Foundation reads to exactly the same value, and hands everything
 // else (odd spellings, unknown keys, errors) to Foundation, so every error and
-// every unusual case is Foundation's answer.
+// every unusual case is Foundation's answer. One exception: a request body
+// (`decodeJSONValue`) must be JSON by RFC 8259, which Foundation is laxer than.
 
 extension WireFormat {
     /// `snapshot` as JSON, written by hand: the members `encode(_:)` writes (nil
@@ -55,9 +56,17 @@ extension WireFormat {
     }
 
     /// Any JSON document (a request body) as a ``JSONValue``, read as
-    /// ``decodeSnapshot(_:)`` reads a snapshot: by hand when sure, else by Foundation.
+    /// ``decodeSnapshot(_:)`` reads a snapshot: by hand when sure, else by Foundation,
+    /// but only if it is JSON by RFC 8259.
+    ///
+    /// Foundation takes more than the RFC (trailing commas, as in `{"type":"noop",}`);
+    /// a body other parsers refuse must not become a job, so such a document throws
+    /// before Foundation sees it.
     public static func decodeJSONValue(_ bytes: some Collection<UInt8>) throws -> JSONValue {
         if let value = JSONReader.read(bytes, { $0.readValue() }) { return value }
+        guard JSONReader.read(bytes, { $0.skipStrictValue() ? () : nil }) != nil else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "The given data is not JSON by RFC 8259."))
+        }
         return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
     }
 
@@ -515,6 +524,60 @@ private struct JSONReader {
     }
 
     // MARK: Values
+
+    /// Skips one value if it is JSON by RFC 8259's grammar, making nothing: the check
+    /// for documents the reader leaves to Foundation, which is more lenient. Nesting
+    /// has no limit here (the open containers are a stack, not a recursion), and a
+    /// leading UTF-8 byte order mark is skipped, as the RFC lets a parser do; what
+    /// the grammar allows but Foundation refuses (invalid UTF-8, numbers out of
+    /// range, too deep a nesting) is Foundation's to refuse. Lone surrogates, which
+    /// both refuse, are refused here.
+    mutating func skipStrictValue() -> Bool {
+        if index == 0, bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }
+        func skipKey(_ reader: inout JSONReader) -> Bool {
+            reader.peek() == .quote && reader.readStringBytes({ _ in true }) != nil && reader.consume(.colon)
+        }
+        var closers: [UInt8] = []  // of the containers open, innermost last
+        while true {
+            // A value, or the start of a container and its first member.
+            guard let next = peek() else { return false }
+            switch next {
+            case .openBrace:
+                index += 1
+                if !consume(.closeBrace) {
+                    guard skipKey(&self) else { return false }
+                    closers.append(.closeBrace)
+                    continue
+                }
+            case .openBracket:
+                index += 1
+                if !consume(.closeBracket) {
+                    closers.append(.closeBracket)
+                    continue
+                }
+            case .quote:
+                guard readStringBytes({ _ in true }) != nil else { return false }
+            case UInt8(ascii: "t"), UInt8(ascii: "f"):
+                guard readBool() != nil else { return false }
+            case UInt8(ascii: "n"):
+                guard readLiteral(Literal.null) else { return false }
+            case .minus, .zero...UInt8(ascii: "9"):
+                guard scanNumber() != nil else { return false }
+            default:
+                return false
+            }
+            // After a value: a comma and the next member, or the ends of containers.
+            while let closer = closers.last {
+                if consume(.comma) {
+                    if closer == .closeBrace, !skipKey(&self) { return false }
+                    break
+                }
+                guard consume(closer) else { return false }
+                closers.removeLast()
+            }
+            if closers.isEmpty { return true }
+        }
+    }
 
     /// Any JSON value, as `JSONValue.init(from:)` decodes it.
     mutating func readValue() -> JSONValue? {

@@ -42,6 +42,28 @@ struct SnapshotCodecTests {
         }
     }
 
+    @Test("a request body must be JSON by RFC 8259: trailing commas, comments and other laxities Foundation may take are refused")
+    func requestBodiesAreStrictJSON() throws {
+        let lax = [
+            #"{"type":"noop",}"#, "[1,]", #"{"a":[1,2,],"b":1}"#, #"{"a":{"b":1,},"c":2}"#, "[[],]", "[{},]",
+            #"{"a":1 /* note */}"#, "// note\n{}", "{} // note", "# note\n{}", #"{a:1}"#, #"{'a':1}"#, "['a']",
+            "[NaN]", "[Infinity]", "[-Infinity]", "[+1]", "[.5]", "[1.]", "[0x10]", "[01]", "[1e]", "[-]",
+            "[\"a\tb\"]", "[\"\\x\"]", "[,1]", "[1,,2]", "{,}", #"{"a" 1}"#, #"{"a":1 "b":2}"#, "[1 2]",
+            "[True]", "[nul]", "[1]]", "[[1]", "\u{0C}[1]", "[1]\u{0B}",
+        ]
+        for text in lax {
+            #expect(throws: DecodingError.self, "\(text)") { try WireFormat.decodeJSONValue(Array(text.utf8)) }
+        }
+        // What the RFC allows but the fast reader leaves to Foundation is still Foundation's answer.
+        let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        let strict = [#"{"a":1,"a":2}"#, deep, "\u{FEFF}{\"a\":[1]}", " [1e400] ", "[0.000e5]"]
+        for text in strict {
+            let expected = Result { try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
+            let actual = Result { try WireFormat.decodeJSONValue(Array(text.utf8)) }
+            #expect(String(describing: actual) == String(describing: expected), "\(text)")
+        }
+    }
+
     @Test("any value is written as a document Foundation reads back to the same value; NaN throws Foundation's error")
     func jsonValuesWrittenForFoundation() throws {
         var random = SeededGenerator(seed: 7)

@@ -27,6 +27,11 @@ struct SubmitRequestTests {
     static let refusedBodies: [RefusedBody] = [
         .init(name: "malformed JSON", body: #"{"type": "noop""#, rejection: .malformedJSON("the body is not valid JSON")),
         .init(name: "empty body", body: "", rejection: .malformedJSON("the body is not valid JSON")),
+        // Foundation's decoder takes these; RFC 8259, and so a strict parser, does not.
+        .init(name: "trailing comma in the body", body: #"{"type": "noop",}"#, rejection: .malformedJSON("the body is not valid JSON")),
+        .init(name: "trailing comma in params", body: #"{"type": "noop", "params": [1,]}"#, rejection: .malformedJSON("the body is not valid JSON")),
+        .init(name: "trailing comma deep in params", body: #"{"type": "sleep", "params": {"steps": 1, "x": {"a": [{},]}}}"#,
+              rejection: .malformedJSON("the body is not valid JSON")),
         .fields("body is an array", #"[{"type": "noop"}]"#, [("", "the body must be a JSON object, not array")]),
         .fields("body is a string", #""noop""#, [("", "the body must be a JSON object, not string")]),
         .fields("type missing", #"{"params": {}}"#, [("/type", "is required")]),
