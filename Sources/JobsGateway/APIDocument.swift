@@ -88,7 +88,32 @@ public struct APIDocument: Sendable {
     public static func yaml(_ document: JSONValue) throws -> String {
         let encoder = YAMLEncoder()
         encoder.options.sortKeys = true
-        return try encoder.encode(document)
+        // Yams writes keys plain, so a response code such as 200 would read back as
+        // an integer; OpenAPI 3.1 wants every key a string, so such keys are quoted.
+        guard let node = try Yams.compose(yaml: encoder.encode(document)) else { return "" }
+        return try Yams.serialize(node: quotingKeys(node), sortKeys: true)
+    }
+
+    /// `node` with every mapping key that would not read back as a string double-quoted.
+    static func quotingKeys(_ node: Node) -> Node {
+        switch node {
+        case .mapping(var mapping):
+            for index in mapping.indices {
+                let (key, value) = mapping[index]
+                let quoted = if case .scalar(let scalar) = key, key.tag != Tag(.str) {
+                    Node(scalar.string, Tag(.str), .doubleQuoted)
+                } else {
+                    key
+                }
+                mapping[index] = (quoted, quotingKeys(value))
+            }
+            return .mapping(mapping)
+        case .sequence(var sequence):
+            for index in sequence.indices { sequence[index] = quotingKeys(sequence[index]) }
+            return .sequence(sequence)
+        case .scalar, .alias:
+            return node
+        }
     }
 }
 

@@ -77,7 +77,35 @@ struct APIDocumentTests {
             let yaml = try await client.request(.get, "/openapi.yaml")
             #expect(yaml.headers[.contentType]?.hasPrefix("application/yaml") == true)
             #expect(try YAMLDecoder().decode(JSONValue.self, from: yaml.text) == document)
+            #expect(try Self.responseCodesNotStrings(inYAML: yaml.text) == [])
         }
+    }
+
+    @Test("as YAML, every response code is a string key, as OpenAPI 3.1 requires, not an integer")
+    func yamlResponseCodesAreStrings() throws {
+        let document = try APIDocument().document(jobTypes: [], authentication: .disabled, maxPageSize: 200)
+        let yaml = try APIDocument.yaml(document)
+        #expect(yaml.contains(#""200":"#))
+        #expect(try Self.responseCodesNotStrings(inYAML: yaml) == [])
+        #expect(try YAMLDecoder().decode(JSONValue.self, from: yaml) == document)
+    }
+
+    /// The response codes, as `METHOD path code`, that a YAML parser reads as
+    /// something other than a string (a plain `200:` is an integer key).
+    static func responseCodesNotStrings(inYAML yaml: String) throws -> [String] {
+        let root = try #require(try Yams.compose(yaml: yaml))
+        var wrong: [String] = []
+        var count = 0
+        for (path, item) in try #require(root["paths"]?.mapping) {
+            for (method, operation) in try #require(item.mapping) where methods.contains(method.string ?? "") {
+                for (code, _) in try #require(operation["responses"]?.mapping, "\(method) \(path)") {
+                    count += 1
+                    if code.tag != Tag(.str) { wrong.append("\(method.string ?? "") \(path.string ?? "") \(code.string ?? "")") }
+                }
+            }
+        }
+        #expect(count > 0, "the document lists responses")
+        return wrong
     }
 
     @Test("the dashboard is served at /, from the package's resources")
