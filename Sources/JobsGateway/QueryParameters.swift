@@ -9,8 +9,10 @@ struct QueryParameters {
 
     init(_ parameters: Parameters, allowed: Set<String>) throws(ProblemDetails) {
         for (name, _) in parameters where !allowed.contains(String(name)) {
-            throw ProblemDetails.invalidQuery(parameter: String(name),
-                                              "is not a query parameter here; known: \(allowed.sorted().joined(separator: ", "))")
+            // An empty list of known ones reads like a gateway fault: say there are none.
+            throw ProblemDetails.invalidQuery(parameter: String(name), allowed.isEmpty
+                ? "this route takes no query parameters"
+                : "is not a query parameter here; known: \(allowed.sorted().joined(separator: ", "))")
         }
         self.parameters = parameters
     }

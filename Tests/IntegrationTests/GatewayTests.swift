@@ -283,6 +283,19 @@ struct BadInputTests {
         #expect(logs.entries.contains { $0.level <= .info && $0.metadata.contains("stream ended at an unexpected time") })
     }
 
+    @Test("a job's event stream takes no query parameters, and a 400 invalid-query says so")
+    func jobStreamRefusesQuery() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            let reply = try await client.request(.get, "/jobs/\(job.id)/events?foo=bar")
+            #expect(reply.status == .badRequest)
+            #expect(reply.headers[.contentType] == "application/problem+json")
+            let problem = try reply.problem()
+            #expect(problem.type == "/problems/invalid-query")
+            #expect(problem.detail == "foo: this route takes no query parameters")
+        }
+    }
+
     @Test("an unknown route and a wrong method get problem bodies")
     func unknownRoute() async throws {
         let system = try TestCluster()
