@@ -15,7 +15,9 @@ final class ChildProcess: @unchecked Sendable {
     /// Spawned with `posix_spawn` rather than Foundation's `Process`, whose `run()`
     /// crashed (a bad memcpy) when many suites spawned processes at once while
     /// librdkafka opened and closed sockets in the same process.
-    init(_ executable: String, _ arguments: [String], name: String) throws {
+    ///
+    /// - Parameter environment: variables set for the child on top of the test process's own.
+    init(_ executable: String, _ arguments: [String], name: String, environment: [String: String] = [:]) throws {
         self.name = name
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("jobs-test-\(name)-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -33,8 +35,11 @@ final class ChildProcess: @unchecked Sendable {
         if let closeFrom = closeFromAction { _ = closeFrom(&actions, 3) }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let variables = ProcessInfo.processInfo.environment.merging(environment) { _, given in given }
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
         var child: pid_t = 0
-        let result = posix_spawn(&child, path, &actions, nil, argv, environ)
+        let result = posix_spawn(&child, path, &actions, nil, argv, envp)
         guard result == 0 else {
             throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(result)))")
         }
@@ -55,6 +60,21 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     var isRunning: Bool { terminationStatus == nil }
+
+    /// The code the process exited with, once it has; `nil` while it runs or if a signal ended it.
+    var exitCode: Int32? {
+        guard let status = terminationStatus, status & 0x7f == 0 else { return nil }
+        return (status >> 8) & 0xff
+    }
+
+    /// Waits (bounded) for the process to exit by itself; `false` if it still runs.
+    func waitForExit(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return !isRunning
+    }
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     /// Waits until the log contains `text`; returns the log.
