@@ -45,6 +45,8 @@ let package = Package(
         ),
         // The job model, commands, events and the fold: pure values, Foundation only.
         .target(name: "JobsCore"),
+        // What the gateway and worker commands share: options from flags, JOBS_ variables or defaults, checked.
+        .target(name: "JobsOptions", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The processes' log output.
         .target(name: "JobsLogging", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // What a user imports to write a worker: registry, runner, cancellation, progress.
@@ -79,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "Gateway",
             dependencies: [
-                "JobsGateway", "JobsWorker", "KafkaClient", "JobsLogging",
+                "JobsGateway", "JobsWorker", "KafkaClient", "JobsLogging", "JobsOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -88,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "Worker",
             dependencies: [
-                "JobsWorker", "KafkaClient", "JobsLogging",
+                "JobsWorker", "KafkaClient", "JobsLogging", "JobsOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

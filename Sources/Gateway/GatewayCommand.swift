@@ -3,6 +3,7 @@ import Foundation
 import JobsCore
 import JobsGateway
 import JobsLogging
+import JobsOptions
 import JobsWorker
 import KafkaClient
 import Logging
@@ -18,9 +19,11 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway",
         abstract: "Accepts jobs over HTTP, publishes them to Kafka, and serves their status.",
         discussion: """
-            Every option can also be set with the environment variable named after it \
-            (JOBS_BROKERS, JOBS_PORT, ...). Any librdkafka property passes through with \
-            --kafka key=value or a KAFKA_ variable (KAFKA_SECURITY_PROTOCOL=SASL_SSL).
+            Every option but --embedded, --worker-concurrency and --kafka can also be set with \
+            the environment variable named after it (JOBS_BROKERS, JOBS_PORT, ...); a value that \
+            is not valid stops the gateway, as it would on the command line. Any librdkafka \
+            property passes through with --kafka key=value or a KAFKA_ variable \
+            (KAFKA_SECURITY_PROTOCOL=SASL_SSL).
             """
     )
 
@@ -33,7 +36,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on. [env: JOBS_HOST] (default: 127.0.0.1)")
     var host: String?
 
-    @Option(help: "HTTP port. [env: JOBS_PORT] (default: 8080)")
+    // Numbers take the next argument even if it starts with `-`: `--port -1`
+    // is then refused for its value, not reported as a missing one.
+    @Option(parsing: .unconditional, help: "HTTP port, 0-65535; 0 picks a free one. [env: JOBS_PORT] (default: 8080)")
     var port: Int?
 
     @Option(help: "Prefix of the topic names. [env: JOBS_TOPIC_PREFIX] (default: jobs)")
@@ -42,31 +47,31 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("kafka"), help: "A librdkafka property, key=value; repeatable.")
     var kafkaProperties: [String] = []
 
-    @Option(help: "Milliseconds Kafka may take to acknowledge a command before the request gets 503. [env: JOBS_COMMAND_TIMEOUT_MS] (default: 5000)")
+    @Option(parsing: .unconditional, help: "Milliseconds Kafka may take to acknowledge a command before the request gets 503. [env: JOBS_COMMAND_TIMEOUT_MS] (default: 5000)")
     var commandTimeoutMs: Int?
 
-    @Option(help: "Largest request body in bytes. [env: JOBS_MAX_BODY_BYTES] (default: 65536)")
+    @Option(parsing: .unconditional, help: "Largest request body in bytes. [env: JOBS_MAX_BODY_BYTES] (default: 65536)")
     var maxBodyBytes: Int?
 
-    @Option(help: "Create the topics at start-up if missing. [env: JOBS_CREATE_TOPICS] (default: true)")
+    @Option(help: "Create the topics at start-up if missing: true or false. [env: JOBS_CREATE_TOPICS] (default: true)")
     var createTopics: Bool?
 
-    @Option(help: "Partitions of each topic, when created here. [env: JOBS_PARTITIONS] (default: 6)")
+    @Option(parsing: .unconditional, help: "Partitions of each topic, when created here. [env: JOBS_PARTITIONS] (default: 6)")
     var partitions: Int?
 
-    @Option(help: "Replication factor of each topic, when created here. [env: JOBS_REPLICATION_FACTOR] (default: 1)")
+    @Option(parsing: .unconditional, help: "Replication factor of each topic, when created here. [env: JOBS_REPLICATION_FACTOR] (default: 1)")
     var replicationFactor: Int?
 
-    @Option(help: "Milliseconds without a heartbeat after which a worker's running jobs are shown stalled. [env: JOBS_WORKER_SILENCE_MS] (default: 10000)")
+    @Option(parsing: .unconditional, help: "Milliseconds without a heartbeat after which a worker's running jobs are shown stalled. [env: JOBS_WORKER_SILENCE_MS] (default: 10000)")
     var workerSilenceMs: Int?
 
-    @Option(help: "Hours an ended job stays in the view before it is dropped and tombstoned. [env: JOBS_JOB_RETENTION_HOURS] (default: 168)")
+    @Option(parsing: .unconditional, help: "Hours an ended job stays in the view before it is dropped and tombstoned. [env: JOBS_JOB_RETENTION_HOURS] (default: 168)")
     var jobRetentionHours: Double?
 
     @Option(help: "Embedded mode: a YAML or JSON file of command job types for the in-process worker (docs/command-jobs.md). [env: JOBS_COMMAND_JOBS]")
     var commandJobs: String?
 
-    @Option(help: "Embedded mode: jobs run at once by the in-process worker.")
+    @Option(parsing: .unconditional, help: "Embedded mode: jobs run at once by the in-process worker.")
     var workerConcurrency: Int = 16
 
     @Option(name: .customLong("api-key"), help: """
@@ -79,43 +84,72 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("allow-origin"), help: "An origin (https://app.example.com) whose pages may call the API (CORS); repeatable. [env: JOBS_ALLOWED_ORIGINS, comma-separated] (default: none)")
     var allowedOrigins: [String] = []
 
-    @Option(help: "Largest params object of a job, in bytes of JSON. [env: JOBS_MAX_PARAMS_BYTES] (default: 16384)")
+    @Option(parsing: .unconditional, help: "Largest params object of a job, in bytes of JSON. [env: JOBS_MAX_PARAMS_BYTES] (default: 16384)")
     var maxParamsBytes: Int?
 
-    @Option(help: "Largest page of GET /jobs. [env: JOBS_MAX_PAGE_SIZE] (default: 200)")
+    @Option(parsing: .unconditional, help: "Largest page of GET /jobs. [env: JOBS_MAX_PAGE_SIZE] (default: 200)")
     var maxPageSize: Int?
 
-    @Option(help: "Event streams one client (API key, or address) may hold open. [env: JOBS_MAX_STREAMS_PER_CLIENT] (default: 8)")
+    @Option(parsing: .unconditional, help: "Event streams one client (API key, or address) may hold open. [env: JOBS_MAX_STREAMS_PER_CLIENT] (default: 8)")
     var maxStreamsPerClient: Int?
 
     @Option(help: "Serve the dashboard from this folder instead of the built-in one. [env: JOBS_DASHBOARD_DIR]")
     var dashboardDir: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: JOBS_LOG_LEVEL] (default: info)")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: JOBS_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
     func run() async throws {
-        let env = ProcessInfo.processInfo.environment
-        let level = Logger.Level(rawValue: logLevel ?? env["JOBS_LOG_LEVEL"] ?? "info") ?? .info
-        ConsoleLogHandler.bootstrap(level: level)
+        let options = OptionValues()
+        let level = try options.choice(logLevel, "--log-level", "JOBS_LOG_LEVEL", default: "info",
+                                       among: Logger.Level.allCases.map(\.rawValue))
+        ConsoleLogHandler.bootstrap(level: Logger.Level(rawValue: level)!)
         let logger = Logger(label: "jobs.gateway")
+        let env = options.environment
 
-        let keys = try (apiKeys + (env["JOBS_API_KEYS"].map(Self.list) ?? [])).map { text in
-            do throws(APIKeyError) { return try APIKey(parsing: text) } catch { throw ValidationError(error.description) }
+        let keyTexts = apiKeys.map { (text: $0, source: "--api-key") }
+            + options.list("JOBS_API_KEYS").map { (text: $0, source: "JOBS_API_KEYS") }
+        let keys = try keyTexts.map { key in
+            do throws(APIKeyError) {
+                return try APIKey(parsing: key.text)
+            } catch {
+                // The flag's own errors read as before; a variable's say which variable.
+                throw ValidationError(key.source == "--api-key" ? error.description : "\(key.source): \(error.description)")
+            }
         }
         if keys.isEmpty, !embedded {
             throw ValidationError("give at least one --api-key (or JOBS_API_KEYS); only --embedded runs without authentication")
         }
-        let limits = (
-            params: maxParamsBytes ?? env["JOBS_MAX_PARAMS_BYTES"].flatMap(Int.init) ?? 16 * 1024,
-            page: maxPageSize ?? env["JOBS_MAX_PAGE_SIZE"].flatMap(Int.init) ?? 200,
-            streams: maxStreamsPerClient ?? env["JOBS_MAX_STREAMS_PER_CLIENT"].flatMap(Int.init) ?? 8
-        )
-        guard limits.params >= 1, limits.page >= 1, limits.streams >= 1 else {
-            throw ValidationError("--max-params-bytes, --max-page-size and --max-streams-per-client must be at least 1")
+        let origins = allowedOrigins.map { (text: $0, source: "--allow-origin") }
+            + options.list("JOBS_ALLOWED_ORIGINS").map { (text: $0, source: "JOBS_ALLOWED_ORIGINS") }
+        for origin in origins where !Self.isOrigin(origin.text) {
+            throw ValidationError("\(origin.source): '\(origin.text)' is not an origin: scheme://host[:port], no path or trailing /")
         }
-        let topics = TopicNames(prefix: topicPrefix ?? env["JOBS_TOPIC_PREFIX"] ?? "jobs")
-        let partitionCount = Int32(partitions ?? env["JOBS_PARTITIONS"].flatMap(Int.init) ?? 6)
+        try Bounds.atLeast(1).check(workerConcurrency, source: "--worker-concurrency")
+        let limits = (
+            params: try options.value(maxParamsBytes, "--max-params-bytes", "JOBS_MAX_PARAMS_BYTES", default: 16 * 1024, .atLeast(1)),
+            page: try options.value(maxPageSize, "--max-page-size", "JOBS_MAX_PAGE_SIZE", default: 200, .atLeast(1)),
+            streams: try options.value(maxStreamsPerClient, "--max-streams-per-client", "JOBS_MAX_STREAMS_PER_CLIENT",
+                                       default: 8, .atLeast(1))
+        )
+        let topics = TopicNames(prefix: options.text(topicPrefix, "JOBS_TOPIC_PREFIX") ?? "jobs")
+        // Kafka counts partitions in an Int32 and replicas in an Int16.
+        let partitionCount = Int32(try options.value(partitions, "--partitions", "JOBS_PARTITIONS", default: 6,
+                                                     .between(1, Int(Int32.max))))
+        let replication = Int32(try options.value(replicationFactor, "--replication-factor", "JOBS_REPLICATION_FACTOR",
+                                                  default: 1, .between(1, Int(Int16.max))))
+        let shouldCreateTopics = try options.value(createTopics, "--create-topics", "JOBS_CREATE_TOPICS", default: true)
+        // The timeout becomes librdkafka's `message.timeout.ms`, an Int32; 0 would mean no timeout at all.
+        let commandTimeout = try options.value(commandTimeoutMs, "--command-timeout-ms", "JOBS_COMMAND_TIMEOUT_MS",
+                                               default: 5000, .between(1, Int(Int32.max)))
+        let bodyLimit = try options.value(maxBodyBytes, "--max-body-bytes", "JOBS_MAX_BODY_BYTES", default: 64 * 1024, .atLeast(1))
+        let silence = try options.value(workerSilenceMs, "--worker-silence-ms", "JOBS_WORKER_SILENCE_MS", default: 10_000, .atLeast(1))
+        // At most a hundred years: a Duration can't hold much more than that in hours.
+        let retentionHours = try options.value(jobRetentionHours, "--job-retention-hours", "JOBS_JOB_RETENTION_HOURS",
+                                               default: 168, .above(0, atMost: 876_000))
+        let listenHost = options.text(host, "JOBS_HOST") ?? "127.0.0.1"
+        // 0 asks the system for a free port; the log says which.
+        let listenPort = try options.value(port, "--port", "JOBS_PORT", default: 8080, .between(0, 65535))
         var properties = KafkaConfiguration.properties(fromEnvironment: env)
         properties.merge(try KafkaConfiguration.properties(fromAssignments: kafkaProperties)) { _, flag in flag }
 
@@ -127,15 +161,14 @@ struct GatewayCommand: AsyncParsableCommand {
             cluster = embeddedCluster
             bootstrap = embeddedCluster.bootstrapServers
         } else {
-            guard let given = brokers ?? env["JOBS_BROKERS"] else {
+            guard let given = options.text(brokers, "JOBS_BROKERS") else {
                 throw ValidationError("give --brokers (or JOBS_BROKERS), or run with --embedded")
             }
             bootstrap = given
         }
         let kafka = KafkaConfiguration(bootstrapServers: bootstrap, properties: properties)
 
-        if !embedded, createTopics ?? env["JOBS_CREATE_TOPICS"].map({ $0 != "false" }) ?? true {
-            let replication = Int32(replicationFactor ?? env["JOBS_REPLICATION_FACTOR"].flatMap(Int.init) ?? 1)
+        if !embedded, shouldCreateTopics {
             try await KafkaAdmin.createTopics(topicSpecs(topics, partitions: partitionCount, replication: replication),
                                               configuration: kafka, logger: logger)
             logger.info("topics ready", metadata: ["topics": "\(topics.all)"])
@@ -143,16 +176,16 @@ struct GatewayCommand: AsyncParsableCommand {
 
         let configuration = GatewayConfiguration(
             kafka: kafka, topics: topics,
-            host: host ?? env["JOBS_HOST"] ?? "127.0.0.1",
-            port: port ?? env["JOBS_PORT"].flatMap(Int.init) ?? 8080,
-            commandTimeout: .milliseconds(commandTimeoutMs ?? env["JOBS_COMMAND_TIMEOUT_MS"].flatMap(Int.init) ?? 5000),
-            maxBodyBytes: maxBodyBytes ?? env["JOBS_MAX_BODY_BYTES"].flatMap(Int.init) ?? 64 * 1024,
-            workerSilenceTimeout: .milliseconds(workerSilenceMs ?? env["JOBS_WORKER_SILENCE_MS"].flatMap(Int.init) ?? 10_000),
-            jobRetention: .seconds(3600 * (jobRetentionHours ?? env["JOBS_JOB_RETENTION_HOURS"].flatMap(Double.init) ?? 168)),
+            host: listenHost,
+            port: listenPort,
+            commandTimeout: .milliseconds(commandTimeout),
+            maxBodyBytes: bodyLimit,
+            workerSilenceTimeout: .milliseconds(silence),
+            jobRetention: .seconds(3600 * retentionHours),
             authentication: keys.isEmpty ? .disabled : .apiKeys(keys),
-            allowedOrigins: allowedOrigins + (env["JOBS_ALLOWED_ORIGINS"].map(Self.list) ?? []),
+            allowedOrigins: origins.map(\.text),
             maxParamsBytes: limits.params, maxPageSize: limits.page, maxStreamsPerClient: limits.streams,
-            dashboardDirectory: dashboardDir ?? env["JOBS_DASHBOARD_DIR"]
+            dashboardDirectory: options.text(dashboardDir, "JOBS_DASHBOARD_DIR")
         )
 
         var extraServices: [any Service] = []
@@ -164,7 +197,7 @@ struct GatewayCommand: AsyncParsableCommand {
                                                    // The in-memory broker stops with the process: a job handed
                                                    // back would go nowhere, so don't wait long for running ones.
                                                    drainTimeout: .seconds(2)),
-                registry: try JobRegistry.builtin(commandJobsFile: commandJobs ?? env["JOBS_COMMAND_JOBS"], environment: env,
+                registry: try JobRegistry.builtin(commandJobsFile: options.text(commandJobs, "JOBS_COMMAND_JOBS"), environment: env,
                                                   logger: workerLogger),
                 logger: workerLogger
             )
@@ -186,9 +219,12 @@ struct GatewayCommand: AsyncParsableCommand {
         }
     }
 
-    /// A list in one variable: items separated by commas or whitespace.
-    private static func list(_ text: String) -> [String] {
-        text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
+    /// Whether `text` is what a browser sends as `Origin`: `scheme://host[:port]`
+    /// and nothing more. Any other text would never match a request, silently.
+    private static func isOrigin(_ text: String) -> Bool {
+        guard let parts = URLComponents(string: text), let scheme = parts.scheme, !scheme.isEmpty,
+              let host = parts.host, !host.isEmpty else { return false }
+        return parts.path.isEmpty && parts.query == nil && parts.fragment == nil && parts.user == nil && parts.password == nil
     }
 
     private func printEmbeddedBanner(bootstrap: String, configuration: GatewayConfiguration) {

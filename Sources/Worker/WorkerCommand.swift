@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobsCore
 import JobsLogging
+import JobsOptions
 import JobsWorker
 import KafkaClient
 import Logging
@@ -14,9 +15,10 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Runs jobs from Kafka; start as many as you need.",
         discussion: """
-            Every option can also be set with the environment variable named after it \
-            (JOBS_BROKERS, JOBS_CONCURRENCY, ...). Any librdkafka property passes through \
-            with --kafka key=value or a KAFKA_ variable (KAFKA_SECURITY_PROTOCOL=SASL_SSL).
+            Every option but --kafka can also be set with the environment variable named after \
+            it (JOBS_BROKERS, JOBS_CONCURRENCY, ...); a value that is not valid stops the worker, \
+            as it would on the command line. Any librdkafka property passes through with \
+            --kafka key=value or a KAFKA_ variable (KAFKA_SECURITY_PROTOCOL=SASL_SSL).
             """
     )
 
@@ -29,10 +31,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Consumer group of the workers. [env: JOBS_GROUP] (default: jobs-workers)")
     var group: String?
 
-    @Option(help: "Jobs run at once. [env: JOBS_CONCURRENCY] (default: 16)")
+    // Numbers take the next argument even if it starts with `-`: `--drain-timeout -1`
+    // is then refused for its value, not reported as a missing one.
+    @Option(parsing: .unconditional, help: "Jobs run at once, at least 1. [env: JOBS_CONCURRENCY] (default: 16)")
     var concurrency: Int?
 
-    @Option(help: "Seconds running jobs may take to finish on SIGTERM before they are handed back. [env: JOBS_DRAIN_TIMEOUT] (default: 30)")
+    @Option(parsing: .unconditional, help: "Seconds running jobs may take to finish on SIGTERM before they are handed back, 0 or more. [env: JOBS_DRAIN_TIMEOUT] (default: 30)")
     var drainTimeout: Int?
 
     @Option(help: "Worker id shown in job snapshots. [env: JOBS_WORKER_ID] (default: host-pid)")
@@ -41,32 +45,36 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("kafka"), help: "A librdkafka property, key=value; repeatable.")
     var kafkaProperties: [String] = []
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: JOBS_LOG_LEVEL] (default: info)")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: JOBS_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
     @Option(help: "A YAML or JSON file of command job types to serve besides the built-in ones (docs/command-jobs.md). [env: JOBS_COMMAND_JOBS]")
     var commandJobs: String?
 
     func run() async throws {
-        let env = ProcessInfo.processInfo.environment
-        let level = Logger.Level(rawValue: logLevel ?? env["JOBS_LOG_LEVEL"] ?? "info") ?? .info
-        ConsoleLogHandler.bootstrap(level: level)
-        guard let bootstrap = brokers ?? env["JOBS_BROKERS"] else {
+        let options = OptionValues()
+        let level = try options.choice(logLevel, "--log-level", "JOBS_LOG_LEVEL", default: "info",
+                                       among: Logger.Level.allCases.map(\.rawValue))
+        let jobsAtOnce = try options.value(concurrency, "--concurrency", "JOBS_CONCURRENCY", default: 16, .atLeast(1))
+        let drainSeconds = try options.value(drainTimeout, "--drain-timeout", "JOBS_DRAIN_TIMEOUT", default: 30, .atLeast(0))
+        ConsoleLogHandler.bootstrap(level: Logger.Level(rawValue: level)!)
+        guard let bootstrap = options.text(brokers, "JOBS_BROKERS") else {
             throw ValidationError("give --brokers (or JOBS_BROKERS)")
         }
+        let env = options.environment
         var properties = KafkaConfiguration.properties(fromEnvironment: env)
         properties.merge(try KafkaConfiguration.properties(fromAssignments: kafkaProperties)) { _, flag in flag }
 
         let configuration = WorkerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: properties),
-            topics: TopicNames(prefix: topicPrefix ?? env["JOBS_TOPIC_PREFIX"] ?? "jobs"),
-            groupID: group ?? env["JOBS_GROUP"] ?? "jobs-workers",
-            workerID: workerID ?? env["JOBS_WORKER_ID"] ?? WorkerConfiguration.defaultWorkerID(),
-            concurrency: concurrency ?? env["JOBS_CONCURRENCY"].flatMap(Int.init) ?? 16,
-            drainTimeout: .seconds(drainTimeout ?? env["JOBS_DRAIN_TIMEOUT"].flatMap(Int.init) ?? 30)
+            topics: TopicNames(prefix: options.text(topicPrefix, "JOBS_TOPIC_PREFIX") ?? "jobs"),
+            groupID: options.text(group, "JOBS_GROUP") ?? "jobs-workers",
+            workerID: options.text(workerID, "JOBS_WORKER_ID") ?? WorkerConfiguration.defaultWorkerID(),
+            concurrency: jobsAtOnce,
+            drainTimeout: .seconds(drainSeconds)
         )
         let logger = Logger(label: "jobs.worker")
-        let registry = try JobRegistry.builtin(commandJobsFile: commandJobs ?? env["JOBS_COMMAND_JOBS"], environment: env, logger: logger)
+        let registry = try JobRegistry.builtin(commandJobsFile: options.text(commandJobs, "JOBS_COMMAND_JOBS"), environment: env, logger: logger)
         let worker = JobWorker(configuration: configuration, registry: registry, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger

@@ -1,0 +1,103 @@
+import Foundation
+import KafkaClient
+import Testing
+
+/// A start of `gateway` or `worker` that must be refused: its arguments and
+/// variables, and the error line it must print.
+struct Refusal: Sendable, CustomTestStringConvertible {
+    let executable: String
+    let arguments: [String]
+    /// The variables under test; ``environment`` adds what the process needs besides.
+    let variables: [String: String]
+    let error: String
+
+    /// A gateway that would otherwise start: it has a key, a broker and no topics to create.
+    static func gateway(_ arguments: [String] = [], env: [String: String] = [:], _ error: String) -> Refusal {
+        Refusal(executable: "gateway", arguments: arguments, variables: env, error: error)
+    }
+
+    /// A worker that would otherwise start, against a broker that isn't there.
+    static func worker(_ arguments: [String] = [], env: [String: String] = [:], _ error: String) -> Refusal {
+        Refusal(executable: "worker", arguments: arguments, variables: env, error: error)
+    }
+
+    var environment: [String: String] {
+        let needed = executable == "gateway"
+            ? ["JOBS_BROKERS": "127.0.0.1:1", "JOBS_API_KEYS": TestKeys.admin, "JOBS_CREATE_TOPICS": "false"]
+            : ["JOBS_BROKERS": "127.0.0.1:1"]
+        return needed.merging(variables) { _, given in given }
+    }
+
+    var testDescription: String {
+        ([executable] + variables.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + arguments).joined(separator: " ")
+    }
+}
+
+@Suite("The gateway's and worker's options and JOBS_ variables", .timeLimit(.minutes(5)))
+struct CommandLineTests {
+    /// Runs `refusal` and expects a usage error: exit 64 and its error line.
+    private func expectRefused(_ refusal: Refusal) async throws {
+        let child = try ChildProcess(refusal.executable, refusal.arguments, name: refusal.executable,
+                                     environment: refusal.environment)
+        let exited = await child.waitForExit(timeout: .seconds(10))
+        await child.stop(SIGKILL)
+        #expect(exited, "\(refusal.executable) started instead of refusing:\n\(child.log.suffix(2000))")
+        #expect(child.exitCode == 64, "exit code \(String(describing: child.exitCode)):\n\(child.log.suffix(2000))")
+        #expect(child.log.contains("Error: \(refusal.error)\n"), "expected 'Error: \(refusal.error)' in:\n\(child.log.suffix(2000))")
+    }
+
+    @Test("a JOBS_ variable with a value that isn't valid stops the process with a usage error naming it, not the default", arguments: [
+        Refusal.gateway(env: ["JOBS_PORT": "abc"], "JOBS_PORT: 'abc' is not a valid integer"),
+        Refusal.gateway(env: ["JOBS_PORT": ""], "JOBS_PORT: '' is not a valid integer"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_CREATE_TOPICS": "yes"], "JOBS_CREATE_TOPICS: 'yes' is not true or false"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_COMMAND_TIMEOUT_MS": "5s"], "JOBS_COMMAND_TIMEOUT_MS: '5s' is not a valid integer"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_JOB_RETENTION_HOURS": "1w"], "JOBS_JOB_RETENTION_HOURS: '1w' is not a valid number"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_MAX_PAGE_SIZE": "lots"], "JOBS_MAX_PAGE_SIZE: 'lots' is not a valid integer"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_LOG_LEVEL": "verbose"],
+                        "JOBS_LOG_LEVEL: 'verbose' is not one of trace, debug, info, notice, warning, error, critical"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_ALLOWED_ORIGINS": "https://app.example.com,app.example.com"],
+                        "JOBS_ALLOWED_ORIGINS: 'app.example.com' is not an origin: scheme://host[:port], no path or trailing /"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_API_KEYS": "reader:read:short"],
+                        "JOBS_API_KEYS: API key reader: a token must be at least 16 characters"),
+        Refusal.worker(env: ["JOBS_CONCURRENCY": "abc"], "JOBS_CONCURRENCY: 'abc' is not a valid integer"),
+        Refusal.worker(env: ["JOBS_DRAIN_TIMEOUT": "30s"], "JOBS_DRAIN_TIMEOUT: '30s' is not a valid integer"),
+        Refusal.worker(env: ["JOBS_LOG_LEVEL": "INFO"],
+                       "JOBS_LOG_LEVEL: 'INFO' is not one of trace, debug, info, notice, warning, error, critical"),
+    ])
+    func badVariableIsRefused(refusal: Refusal) async throws {
+        try await expectRefused(refusal)
+    }
+
+    @Test("a number out of its range is refused, from an option or a variable, rather than clamped or wrapped", arguments: [
+        Refusal.gateway(["--port", "99999"], "--port must be between 0 and 65535, not 99999"),
+        Refusal.gateway(["--port", "-1"], "--port must be between 0 and 65535, not -1"),
+        Refusal.gateway(env: ["JOBS_PORT": "65536"], "JOBS_PORT must be between 0 and 65535, not 65536"),
+        Refusal.gateway(["--port", "0", "--partitions", "0"], "--partitions must be between 1 and 2147483647, not 0"),
+        Refusal.gateway(["--port", "0", "--replication-factor", "0"], "--replication-factor must be between 1 and 32767, not 0"),
+        Refusal.gateway(["--port", "0", "--command-timeout-ms", "0"], "--command-timeout-ms must be between 1 and 2147483647, not 0"),
+        Refusal.gateway(["--port", "0", "--worker-silence-ms", "-5"], "--worker-silence-ms must be at least 1, not -5"),
+        Refusal.gateway(["--port", "0", "--max-body-bytes", "0"], "--max-body-bytes must be at least 1, not 0"),
+        Refusal.gateway(["--port", "0", "--max-page-size", "0"], "--max-page-size must be at least 1, not 0"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_MAX_PARAMS_BYTES": "0"], "JOBS_MAX_PARAMS_BYTES must be at least 1, not 0"),
+        Refusal.gateway(["--port", "0", "--job-retention-hours", "0"], "--job-retention-hours must be more than 0 and at most 876000, not 0"),
+        Refusal.gateway(["--port", "0", "--job-retention-hours", "nan"], "--job-retention-hours must be more than 0 and at most 876000, not nan"),
+        Refusal.gateway(["--port", "0", "--embedded", "--worker-concurrency", "0"], "--worker-concurrency must be at least 1, not 0"),
+        Refusal.worker(["--concurrency", "0"], "--concurrency must be at least 1, not 0"),
+        Refusal.worker(env: ["JOBS_CONCURRENCY": "-3"], "JOBS_CONCURRENCY must be at least 1, not -3"),
+        Refusal.worker(["--drain-timeout=-1"], "--drain-timeout must be at least 0, not -1"),
+        Refusal.worker(["--drain-timeout", "-1"], "--drain-timeout must be at least 0, not -1"),
+    ])
+    func outOfRangeIsRefused(refusal: Refusal) async throws {
+        try await expectRefused(refusal)
+    }
+
+    @Test("an option value that isn't an origin or a log level is refused, not ignored", arguments: [
+        Refusal.gateway(["--port", "0", "--allow-origin", "https://app.example.com/"],
+                        "--allow-origin: 'https://app.example.com/' is not an origin: scheme://host[:port], no path or trailing /"),
+        Refusal.gateway(["--port", "0", "--log-level", "verbose"],
+                        "--log-level: 'verbose' is not one of trace, debug, info, notice, warning, error, critical"),
+    ])
+    func badWordIsRefused(refusal: Refusal) async throws {
+        try await expectRefused(refusal)
+    }
+}
