@@ -208,7 +208,12 @@ struct GatewayCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let app = try buildGateway(configuration: configuration, extraServices: extraServices, metricsRegistry: registry, logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            if let failure = ListenError(error, host: configuration.host, port: configuration.port) { throw failure }
+            throw error
+        }
         withExtendedLifetime(cluster) {}
     }
 

@@ -100,4 +100,37 @@ struct CommandLineTests {
     func badWordIsRefused(refusal: Refusal) async throws {
         try await expectRefused(refusal)
     }
+
+    @Test("a port already in use stops the gateway with the address and the reason in words, exit 1")
+    func portInUse() async throws {
+        let (socket, port) = try listeningSocket()
+        defer { close(socket) }
+        let system = try TestCluster()
+        let gateway = try ChildProcess("gateway", ["--brokers", system.cluster.bootstrapServers, "--port", "\(port)",
+                                                   "--create-topics", "false", "--api-key", TestKeys.admin], name: "gateway")
+        let exited = await gateway.waitForExit(timeout: .seconds(60))
+        await gateway.stop(SIGKILL)
+        #expect(exited, "the gateway kept running:\n\(gateway.log.suffix(2000))")
+        #expect(gateway.exitCode == 1)
+        #expect(gateway.log.contains("Error: cannot listen on 127.0.0.1:\(port): address already in use\n"), "\(gateway.log.suffix(2000))")
+    }
+
+    /// A TCP socket listening on 127.0.0.1, on a port the system chose.
+    private func listeningSocket() throws -> (Int32, Int) {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(descriptor >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
+                bind(descriptor, generic, length) == 0 && listen(descriptor, 1) == 0
+                    && getsockname(descriptor, generic, &length) == 0
+            }
+        }
+        try #require(bound, "cannot listen: \(String(cString: strerror(errno)))")
+        return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
+    }
 }
