@@ -169,8 +169,17 @@ struct GatewayCommand: AsyncParsableCommand {
         let kafka = KafkaConfiguration(bootstrapServers: bootstrap, properties: properties)
 
         if !embedded, shouldCreateTopics {
-            try await KafkaAdmin.createTopics(topicSpecs(topics, partitions: partitionCount, replication: replication),
-                                              configuration: kafka, logger: logger)
+            do {
+                try await KafkaAdmin.createTopics(topicSpecs(topics, partitions: partitionCount, replication: replication),
+                                                  configuration: kafka, logger: logger)
+            } catch {
+                guard error.isTimeout else { throw error }
+                throw StartupError("""
+                    \(error). If the cluster is up but does not create topics (a mock broker such as \
+                    `jobs-bench broker` never answers), create them another way and start with \
+                    --create-topics false (JOBS_CREATE_TOPICS=false)
+                    """)
+            }
             logger.info("topics ready", metadata: ["topics": "\(topics.all)"])
         }
 
@@ -250,6 +259,12 @@ struct GatewayCommand: AsyncParsableCommand {
             """
         FileHandle.standardError.write(Data(banner.utf8))
     }
+}
+
+/// A start-up failure that is not a usage error: says what to do about it.
+struct StartupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// The topics and their broker-side settings. The status and workers topics are

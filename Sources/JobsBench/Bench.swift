@@ -316,7 +316,13 @@ struct All: AsyncParsableCommand {
 /// The embedded (in-memory) broker as a process of its own, with the job topics.
 /// Prints its bootstrap address as its first line.
 struct Broker: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Runs an embedded broker with the job topics until killed.")
+    static let configuration = CommandConfiguration(
+        abstract: "Runs an embedded broker with the job topics until killed.",
+        discussion: """
+            The broker never answers CreateTopics. A gateway finds the job topics here and asks \
+            to create none; one with another --topic-prefix needs --create-topics false.
+            """
+    )
 
     @Option var partitions: Int32 = 6
 

@@ -21,6 +21,10 @@ public struct TopicSpec: Sendable, Hashable {
 public enum KafkaAdmin {
     /// Creates the topics that don't exist yet; a topic that already exists counts
     /// as created. Throws the first refusal, naming the topic, or a timeout.
+    ///
+    /// The cluster's topics are looked up first, and CreateTopics is sent only for
+    /// missing ones: a cluster that never answers it (librdkafka's mock cluster,
+    /// `jobs-bench broker`) then costs nothing when the topics are already there.
     public static func createTopics(
         _ topics: [TopicSpec], configuration: KafkaConfiguration, timeout: Duration = .seconds(15),
         logger: Logger = Logger(label: "kafka.admin")
@@ -28,9 +32,33 @@ public enum KafkaAdmin {
         let client = try NativeClient(kind: .producer, properties: configuration.merged(with: [:]),
                                       context: CallbackContext(logger: logger))
         let result = await onDedicatedThread("kafka-admin", cancelled: .cancelled) { () -> KafkaError? in
-            createTopicsBlocking(topics, client: client, timeoutMs: Int32(timeout.milliseconds))
+            let timeoutMs = Int32(timeout.milliseconds)
+            switch existingTopics(client: client, timeoutMs: timeoutMs) {
+            case .failure(let error):
+                return error
+            case .success(let existing):
+                let missing = topics.filter { !existing.contains($0.name) }
+                return missing.isEmpty ? nil : createTopicsBlocking(missing, client: client, timeoutMs: timeoutMs)
+            }
         }
         if let result { throw result }
+    }
+
+    /// The names of every topic of the cluster. Asks for all topics rather than
+    /// for ours by name, which could make a broker auto-create them with its defaults.
+    private static func existingTopics(client: NativeClient, timeoutMs: Int32) -> Result<Set<String>, KafkaError> {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(client.pointer, 1, nil, &metadata, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            return .failure(KafkaError(err, context: "listing the cluster's topics"))
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var names: Set<String> = []
+        for index in 0..<Int(metadata.pointee.topic_cnt) {
+            let topic = metadata.pointee.topics[index]
+            if topic.err == RD_KAFKA_RESP_ERR_NO_ERROR { names.insert(String(cString: topic.topic)) }
+        }
+        return .success(names)
     }
 
     private static func createTopicsBlocking(_ topics: [TopicSpec], client: NativeClient, timeoutMs: Int32) -> KafkaError? {

@@ -115,6 +115,29 @@ struct CommandLineTests {
         #expect(gateway.log.contains("Error: cannot listen on 127.0.0.1:\(port): address already in use\n"), "\(gateway.log.suffix(2000))")
     }
 
+    @Test("a gateway creating topics starts at once on a cluster that has them, even one that never answers CreateTopics")
+    func existingTopicsAreNotCreated() async throws {
+        let system = try TestCluster()  // the mock cluster: its topics exist, and it never answers CreateTopics
+        let gateway = try ChildProcess("gateway", ["--brokers", system.cluster.bootstrapServers, "--port", "0",
+                                                   "--api-key", TestKeys.admin], name: "gateway")
+        // CreateTopics would take its full 15 s timeout, then stop the gateway.
+        let log = try await gateway.waitForLog("listening on", timeout: .seconds(10))
+        await gateway.stop()
+        #expect(log.contains("topics ready"))
+    }
+
+    @Test("a gateway whose topics are missing on a cluster that never answers CreateTopics says to start with --create-topics false")
+    func unansweredCreateTopicsSuggestsTheOption() async throws {
+        let system = try TestCluster()
+        let gateway = try ChildProcess("gateway", ["--brokers", system.cluster.bootstrapServers, "--port", "0", "--topic-prefix", "other",
+                                                   "--api-key", TestKeys.admin], name: "gateway")
+        let exited = await gateway.waitForExit(timeout: .seconds(60))
+        await gateway.stop(SIGKILL)
+        #expect(exited, "the gateway kept running:\n\(gateway.log.suffix(2000))")
+        #expect(gateway.exitCode == 1)
+        #expect(gateway.log.contains("--create-topics false (JOBS_CREATE_TOPICS=false)"), "\(gateway.log.suffix(2000))")
+    }
+
     /// A TCP socket listening on 127.0.0.1, on a port the system chose.
     private func listeningSocket() throws -> (Int32, Int) {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
