@@ -41,7 +41,7 @@ public struct APIKey: Sendable, Equatable {
     public init(parsing text: String) throws(APIKeyError) {
         let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, !parts[2].isEmpty else {
-            throw APIKeyError("an API key is NAME:SCOPES:SECRET, e.g. dashboard:read+submit:s3cret")
+            throw APIKeyError("an API key is NAME:SCOPES:SECRET, e.g. dashboard:read+submit:change-me-to-a-long-token")
         }
         let name = String(parts[0])
         var scopes: Set<Scope> = []

@@ -116,6 +116,13 @@ struct AccessTests {
         #expect(throws: APIKeyError.self) { try APIKey(parsing: text) }
     }
 
+    @Test("the example in the error for a malformed key is itself a key the gateway accepts")
+    func malformedKeyErrorGivesAValidExample() throws {
+        let error = try #require(throws: APIKeyError.self) { try APIKey(parsing: "reader") }
+        let example = try #require(error.description.components(separatedBy: "e.g. ").last)
+        #expect(throws: Never.self, "\(example)") { try APIKey(parsing: example) }
+    }
+
     @Test("a parsed key keeps its name and scopes, and a secret may contain colons")
     func keyParsingAccepts() throws {
         let key = try APIKey(parsing: "ci:read+cancel:abc:def:0123456789abcdef")
