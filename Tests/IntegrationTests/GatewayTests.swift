@@ -341,9 +341,10 @@ struct BadInputTests {
             let answeredAfter = ContinuousClock.now - started
             #expect(reply.status == .serviceUnavailable)
             #expect(try reply.problem().type == "/problems/broker-unavailable")
-            // The producer's metadata look-ups (5 s a topic, three topics) used to
-            // hold up its delivery reports: the answer came after 15 s.
-            #expect(answeredAfter < .seconds(8), "answered after \(answeredAfter)")
+            // The producer's metadata look-ups (5 s a topic, four topics) used to hold
+            // up its delivery reports: the answer came after about 20 s. Within 2 s,
+            // the timeout, on a quiet machine; 8.6 s was seen with every suite at once.
+            #expect(answeredAfter < .seconds(12), "answered after \(answeredAfter)")
         }
     }
 
