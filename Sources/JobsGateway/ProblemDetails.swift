@@ -206,6 +206,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             let detail: String = switch error.status {
             case .notFound: "no route matches \(request.method) \(request.uri.path)"
             case .methodNotAllowed: "\(request.method) is not allowed on \(request.uri.path)"
+            // The router's own, for a path it can't take apart (a bad %-escape, a
+            // dot segment): its message names no part the client would recognise.
+            case .badRequest: "the request's path can't be read: \(request.uri.path)"
             default: error.status.reasonPhrase
             }
             return ProblemDetails.http(error.status, detail: detail)

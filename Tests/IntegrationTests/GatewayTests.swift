@@ -307,6 +307,10 @@ struct BadInputTests {
             let wrongMethod = try await client.request(.delete, "/jobs")
             #expect(wrongMethod.status.code >= 400 && wrongMethod.status.code < 500)
             #expect(wrongMethod.headers[.contentType] == "application/problem+json")
+            // A path the router can't take apart gets a problem that says so.
+            let unreadable = try await client.request(.get, "/jobs/%zz")
+            #expect(unreadable.status == .badRequest)
+            #expect(try unreadable.problem().detail == "the request's path can't be read: /jobs/%zz")
         }
     }
 
