@@ -44,7 +44,7 @@ struct JobRoutes: Sendable {
             throw ProblemDetails.paramsTooLarge(limit: configuration.maxParamsBytes)
         }
 
-        let idempotencyKey = try request.headers[.idempotencyKey].map(Self.checkedIdempotencyKey)
+        let idempotencyKey = try Self.idempotencyKey(request.headers[values: .idempotencyKey])
         if let idempotencyKey {
             // One request per key at a time on this gateway; a second one meanwhile is told so.
             guard keysInFlight.claim(idempotencyKey) else { throw ProblemDetails.idempotencyKeyInUse(idempotencyKey) }
@@ -177,7 +177,13 @@ struct JobRoutes: Sendable {
         return view.job(forIdempotencyKey: key)
     }
 
-    private static func checkedIdempotencyKey(_ key: String) throws -> String {
+    /// The one `Idempotency-Key`, if sent. Sent twice it is refused, not joined
+    /// into one key ("a, b") that neither copy of the request meant.
+    private static func idempotencyKey(_ values: [String]) throws -> String? {
+        guard values.count <= 1 else {
+            throw ProblemDetails.invalidRequest([.init(pointer: "", detail: "the Idempotency-Key header must be sent once")])
+        }
+        guard let key = values.first else { return nil }
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
             throw ProblemDetails.invalidRequest([.init(pointer: "", detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters")])
         }

@@ -138,6 +138,13 @@ struct GuaranteeTests {
             let tooLong = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#,
                                                    headers: [.idempotencyKey: String(repeating: "k", count: 300)])
             #expect(tooLong.status == .badRequest)
+            // Two keys are not one key "a, b": refused, and nothing is created.
+            var twice = HTTPFields()
+            twice.append(HTTPField(name: .idempotencyKey, value: "order-43"))
+            twice.append(HTTPField(name: .idempotencyKey, value: "order-44"))
+            let doubled = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: twice)
+            #expect(doubled.status == .badRequest)
+            #expect(try doubled.problem().errors?.first?.detail == "the Idempotency-Key header must be sent once")
         }
         // A new gateway knows the key from the status topic alone.
         try await system.withGateway(worker: false) { client in
