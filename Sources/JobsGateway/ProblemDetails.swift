@@ -67,8 +67,22 @@ extension ProblemDetails {
     }
 
     static func invalidRequest(_ violations: [ParamsSchema.Violation]) -> ProblemDetails {
-        ProblemDetails(type: typeBase + "invalid-request", title: "Invalid request", status: .badRequest,
-                       detail: violations.map(\.description).joined(separator: "; "), errors: violations)
+        let shown = reported(violations)
+        return ProblemDetails(type: typeBase + "invalid-request", title: "Invalid request", status: .badRequest,
+                              detail: summary(of: violations, shown: shown), errors: shown)
+    }
+
+    /// At most this many refused fields are listed: a 64 KiB body of thousands of
+    /// unknown fields would otherwise get an answer ten times its size.
+    static let maxReportedViolations = 20
+
+    private static func reported(_ violations: [ParamsSchema.Violation]) -> [ParamsSchema.Violation] {
+        Array(violations.prefix(maxReportedViolations))
+    }
+
+    private static func summary(of violations: [ParamsSchema.Violation], shown: [ParamsSchema.Violation]) -> String {
+        let listed = shown.map(\.description).joined(separator: "; ")
+        return violations.count > shown.count ? listed + "; and \(violations.count - shown.count) more" : listed
     }
 
     static func unknownJobType(_ name: String, known: [String]) -> ProblemDetails {
@@ -78,9 +92,10 @@ extension ProblemDetails {
     }
 
     static func invalidParams(type: String, _ violations: [ParamsSchema.Violation]) -> ProblemDetails {
-        ProblemDetails(type: typeBase + "invalid-params", title: "Invalid params", status: .badRequest,
-                       detail: "params refused by job type \(type): " + violations.map(\.description).joined(separator: "; "),
-                       errors: violations)
+        let shown = reported(violations)
+        return ProblemDetails(type: typeBase + "invalid-params", title: "Invalid params", status: .badRequest,
+                              detail: "params refused by job type \(type): " + summary(of: violations, shown: shown),
+                              errors: shown)
     }
 
     static func unsupportedMediaType(_ given: String) -> ProblemDetails {

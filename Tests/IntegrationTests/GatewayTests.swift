@@ -249,6 +249,13 @@ struct BadInputTests {
             #expect(unknownType.knownTypes == ["noop", "sleep"])
             let badParams = try await client.request(.post, "/jobs", json: #"{"type":"sleep","params":{"steps":"ten"}}"#).problem()
             #expect(badParams.errors?.map(\.pointer) == ["/params/steps"])
+            // Thousands of refused fields are summed up, not each listed: the answer stays small.
+            let fields = (0..<3000).map { #""f\#($0)":1"# }.joined(separator: ",")
+            let flood = try await client.request(.post, "/jobs", json: #"{"type":"noop",\#(fields)}"#)
+            #expect(flood.status == .badRequest)
+            #expect(try flood.problem().errors?.count == 20)
+            #expect(try flood.problem().detail.hasSuffix("; and 2980 more"))
+            #expect(flood.body.readableBytes < 4096, "\(flood.body.readableBytes) bytes")
         }
         #expect(try await system.recordCount(system.topics.commands) == 0)
         #expect(try await system.recordCount(system.topics.status) == 0)
