@@ -33,7 +33,9 @@ struct Refusal: Sendable, CustomTestStringConvertible {
     }
 }
 
-@Suite("The gateway's and worker's options and JOBS_ variables", .timeLimit(.minutes(5)))
+// Serialized: the cases start a process each, and thirty debug binaries loading
+// at once slowed every timing-sensitive test running beside them.
+@Suite("The gateway's and worker's options and JOBS_ variables", .serialized, .timeLimit(.minutes(5)))
 struct CommandLineTests {
     /// Runs `refusal` and expects a usage error: exit 64 and its error line.
     private func expectRefused(_ refusal: Refusal) async throws {

@@ -202,10 +202,10 @@ struct KafkaClientTests {
     func existingTopicsNeedNoCreateTopics() async throws {
         let cluster = try EmbeddedKafkaCluster(logger: .quiet)  // the mock never answers CreateTopics
         try cluster.createTopic("t", partitions: 1)
-        let started = ContinuousClock.now
+        // A CreateTopics sent would go unanswered and this would throw its timeout
+        // (the test above); the time it takes says nothing on a loaded machine.
         try await KafkaAdmin.createTopics([TopicSpec(name: "t", partitions: 1)], configuration: cluster.configuration,
                                           timeout: .seconds(5), logger: .quiet)
-        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     /// An embedded cluster whose topic holds `count` messages, the value of each its index.
