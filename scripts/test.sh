@@ -10,7 +10,11 @@
 # 3, 4 and 5 run the executables that step 1 built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift test
+# The fault suite (gateways and workers as separate processes) runs on its own,
+# after the rest: started beside every other suite on two cores, its processes
+# slowed the timing-sensitive tests enough to fail one run in two.
+swift test --skip FaultSuite
+swift test --filter FaultSuite
 swift test --package-path Examples/custom-worker
 scripts/api-conformance.sh
 scripts/browser-test.sh

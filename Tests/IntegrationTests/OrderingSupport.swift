@@ -142,7 +142,9 @@ extension RunLog {
             }
             if self.stickyWorker == worker {
                 // Keeps this worker's jobs busy until the other worker has taken partitions over.
-                try await self.hold(until: { log in log.runs.contains { $0.worker != worker } }, timeout: .seconds(40),
+                // Long: with every suite running at once, the embedded broker's group took
+                // over 40 s to give the new worker its partitions in some runs.
+                try await self.hold(until: { log in log.runs.contains { $0.worker != worker } }, timeout: .seconds(80),
                                     what: "another worker to run a job")
             }
             try await Task.sleep(for: .milliseconds(step.ms))
