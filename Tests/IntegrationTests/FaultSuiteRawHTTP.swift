@@ -29,6 +29,17 @@ enum RawHTTP {
         }
     }
 
+    /// `connect` of `fd` to 127.0.0.1:`port`: 0, or -1 with `errno` set.
+    static func connect(_ fd: Int32, toLocalPort port: Int) -> Int32 {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
     /// What the test can see of a request while it is under way.
     final class Progress: Sendable {
         private let state = Mutex<(localPort: Int?, written: Bool)>((nil, false))
@@ -74,14 +85,7 @@ enum RawHTTP {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
 
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if connected != 0 {
+        if connect(fd, toLocalPort: port) != 0 {
             let error = errno
             return error == ECONNREFUSED ? .refused : .closedWithoutAnswer("connect: errno \(error)")
         }

@@ -55,7 +55,8 @@ struct EndToEndTests {
         try await system.withGateway { client in
             let started = ContinuousClock.now
             let job = try await client.submit(#"{"type":"sleep","params":{"steps":200,"stepMs":2}}"#)
-            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            // 0.4 s of steps; a full test run on two cores starved it past 20 s once.
+            let done = try await client.waitFor(job.id, timeout: .seconds(60)) { $0.status.isTerminal }
             let elapsed = ContinuousClock.now - started
             let events = try await system.statusEvents(timeout: .seconds(10)) { events in
                 events.contains { $0.id == job.id && $0.status.isTerminal }

@@ -52,6 +52,8 @@ final class RunLog: Sendable {
         var runs: [Run] = []
         var clock = 0
         var stickyWorker: String?
+        /// Jobs after each key's first wait until a worker is made sticky.
+        var laterJobsWaitForSticky = false
     }
 
     private let state = Mutex(State())
@@ -76,6 +78,11 @@ final class RunLog: Sendable {
 
     /// From now on, runs on `worker` hold on until some other worker has started a run.
     func makeSticky(_ worker: String) { state.withLock { $0.stickyWorker = worker } }
+    /// From now on, every key's jobs but the first wait until ``makeSticky(_:)``:
+    /// a test task that a loaded machine starves for seconds can't let a worker
+    /// run through the backlog before the sticky phase begins.
+    func holdLaterJobsUntilSticky() { state.withLock { $0.laterJobsWaitForSticky = true } }
+    private var laterJobsWaitForSticky: Bool { state.withLock { $0.laterJobsWaitForSticky } }
     var stickyWorker: String? { state.withLock { $0.stickyWorker } }
 
     /// The most runs that were in progress at one moment.
@@ -140,11 +147,12 @@ extension RunLog {
                 try await self.hold(until: { log in log.runs.filter { $0.key != step.key && $0.completed }.count >= others },
                                     what: "\(others) runs of other keys to complete")
             }
+            if step.index > 0, self.laterJobsWaitForSticky {
+                try await self.hold(until: { $0.stickyWorker != nil }, timeout: .seconds(60), what: "a worker to be made sticky")
+            }
             if self.stickyWorker == worker {
                 // Keeps this worker's jobs busy until the other worker has taken partitions over.
-                // Long: with every suite running at once, the embedded broker's group took
-                // over 40 s to give the new worker its partitions in some runs.
-                try await self.hold(until: { log in log.runs.contains { $0.worker != worker } }, timeout: .seconds(80),
+                try await self.hold(until: { log in log.runs.contains { $0.worker != worker } }, timeout: .seconds(60),
                                     what: "another worker to run a job")
             }
             try await Task.sleep(for: .milliseconds(step.ms))

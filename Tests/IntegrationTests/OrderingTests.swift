@@ -73,6 +73,7 @@ struct OrderingTests {
         let system = try TestCluster(partitions: Int32(partitions))
         let log = RunLog()
         let keys = keysCoveringPartitions(partitions)
+        log.holdLaterJobsUntilSticky()
         try await system.withGateway(worker: false) { client in
             let first = RunningWorker(system, id: "w1", registry: log.registry(worker: "w1"))
             let submitter = try OrderedSubmitter(system)
