@@ -99,6 +99,12 @@ final class Admission: Sendable {
         return ready
     }
 
+    /// Whether a started command still holds its slot: its handler runs, or
+    /// waits to run again.
+    func holdsSlot(_ taken: TakenCommand) -> Bool {
+        state.withLock { !$0.slotsReleased.contains(taken.id) }
+    }
+
     /// A started command is done (its job ended, was handed back or given up);
     /// frees its key, and its slot unless ``releaseSlot(of:)`` did. Returns the
     /// waiting commands that may start now.

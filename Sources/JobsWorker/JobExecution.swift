@@ -39,9 +39,6 @@ final class JobExecution: Sendable {
         /// A user's cancel that arrived while a non-cancellable handler ran: it
         /// stops the job once the attempt is over, before any retry.
         var deferredCancel = false
-        /// The handler is over and the job's slot given back (see ``Admission``):
-        /// what's left is publishing its final snapshot.
-        var slotReleased = false
     }
 
     let taken: TakenCommand
@@ -94,17 +91,6 @@ final class JobExecution: Sendable {
     }
 
     var stopReason: StopReason? { state.withLock { $0.stopReason } }
-
-    /// Marks the slot given back; `true` the first time only.
-    func releaseSlot() -> Bool {
-        state.withLock { state in
-            defer { state.slotReleased = true }
-            return !state.slotReleased
-        }
-    }
-
-    /// Whether the job still holds a slot: its handler runs, or waits to run again.
-    var holdsSlot: Bool { state.withLock { !$0.slotReleased } }
 
     /// Runs the handler in a task of its own, so a cancel reaches it as Swift
     /// task cancellation wherever it is; a watchdog stops it at `timeout`.

@@ -59,7 +59,7 @@ public final class JobWorker: Service {
         ])
 
         let heartbeats = Heartbeats(configuration: configuration, registry: registry, producer: producer,
-                                    running: running, logger: logger)
+                                    running: running, admission: admission, logger: logger)
         let followers = Task {
             await withDiscardingTaskGroup { group in
                 group.addTask { await ledger.follow(statusReader) }
@@ -349,7 +349,7 @@ private struct Runner: Sendable {
     /// final snapshot waits for the broker (about `linger.ms` and a round trip),
     /// so a worker's slots run handlers rather than waits.
     private func releaseSlot(_ execution: JobExecution) {
-        if execution.releaseSlot() { launch(admission.releaseSlot(of: execution.taken)) }
+        launch(admission.releaseSlot(of: execution.taken))
     }
 
     private func finish(_ message: KafkaMessage, generation: UInt64) {
@@ -400,6 +400,7 @@ private struct Heartbeats: Sendable {
     let registry: JobRegistry
     let producer: KafkaProducer
     let running: RunningJobs
+    let admission: Admission
     let logger: Logger
     let startedAt = Date()
 
@@ -428,7 +429,7 @@ private struct Heartbeats: Sendable {
         let interval = configuration.heartbeatInterval.components
         return WorkerHeartbeat(
             workerID: configuration.workerID, jobTypes: registry.descriptors.map(JobTypeInfo.init),
-            concurrency: configuration.concurrency, runningJobs: running.all.filter(\.holdsSlot).map(\.jobID), startedAt: startedAt,
+            concurrency: configuration.concurrency, runningJobs: running.all.filter { admission.holdsSlot($0.taken) }.map(\.jobID), startedAt: startedAt,
             stopped: stopped, intervalMs: Int(interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000)
         )
     }
