@@ -19,6 +19,26 @@ public struct JobContext: Sendable {
     public let deadline: ContinuousClock.Instant?
     let reporter: @Sendable (JobProgress) throws -> Void
 
+    /// A worker makes one for every attempt. Make one yourself to call a handler
+    /// in a unit test, with no worker and no Kafka: `progress` receives each
+    /// report (throw `CancellationError` from it to act as a cancelled job's
+    /// worker does), and cancelling the calling task cancels the handler.
+    public init(
+        jobID: JobID = .generate(),
+        type: String,
+        attempt: Int = 1,
+        logger: Logger = Logger(label: "jobs.handler"),
+        deadline: ContinuousClock.Instant? = nil,
+        progress: @escaping @Sendable (JobProgress) throws -> Void = { _ in }
+    ) {
+        self.jobID = jobID
+        self.type = type
+        self.attempt = attempt
+        self.logger = logger
+        self.deadline = deadline
+        self.reporter = progress
+    }
+
     /// Reports progress. The job's snapshot takes it at once; it is published
     /// at most once per ``WorkerConfiguration/progressInterval`` (100 ms), the
     /// latest report winning, so reporting often costs nothing downstream.

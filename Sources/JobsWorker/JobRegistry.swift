@@ -74,6 +74,30 @@ public struct JobRegistry: Sendable {
 
     subscript(type: String) -> RegisteredJob? { handlers[type] }
 
+    /// Runs one attempt of a job the way a worker does, without Kafka: the
+    /// params are checked against the type's schema and decoded, the handler is
+    /// called, and its return value comes back as the job's `result` would be
+    /// stored (`nil` for none). For unit tests of handlers; a worker's retries
+    /// and time limit are not applied. Throws what the handler throws, or a
+    /// ``NonRetryableError`` coded `unknown_type` or `invalid_params`, as the
+    /// job's snapshot would show it.
+    public func run(_ type: String, params: JSONValue, context: JobContext) async throws -> JSONValue? {
+        let registered = try handler(for: type, params: params).mapError(NonRetryableError.init).get()
+        return try await registered.run(params, context)
+    }
+
+    /// The handler for a job of `type` with `params`, or why the job can't run here.
+    func handler(for type: String, params: JSONValue) -> Result<RegisteredJob, JobError> {
+        guard let registered = handlers[type] else {
+            return .failure(JobError(code: "unknown_type", message: "no handler for job type \(type) on this worker"))
+        }
+        let violations = registered.descriptor.params.violations(of: params)
+        guard violations.isEmpty else {
+            return .failure(JobError(code: "invalid_params", message: violations.map(\.description).joined(separator: "; ")))
+        }
+        return .success(registered)
+    }
+
     /// `maxConcurrent` of every type that has one.
     var concurrencyLimits: [String: Int] { handlers.compactMapValues(\.options.maxConcurrent) }
 }

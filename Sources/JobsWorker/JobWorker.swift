@@ -209,15 +209,12 @@ private struct Runner: Sendable {
             await conclude(execution, logger: jobLogger) { try $0.cancelled() }
             return
         }
-        guard let handler = registered else {
-            let error = JobError(code: "unknown_type", message: "no handler for job type \(job.type) on this worker")
-            await conclude(execution, logger: jobLogger) { try $0.failed(error) }
-            return
-        }
-        let violations = handler.descriptor.params.violations(of: job.params)
-        guard violations.isEmpty else {
-            let error = JobError(code: "invalid_params", message: violations.map(\.description).joined(separator: "; "))
-            await conclude(execution, logger: jobLogger) { try $0.failed(error) }
+        let handler: RegisteredJob
+        switch registry.handler(for: job.type, params: job.params) {
+        case .success(let found):
+            handler = found
+        case .failure(let refusal):
+            await conclude(execution, logger: jobLogger) { try $0.failed(refusal) }
             return
         }
 

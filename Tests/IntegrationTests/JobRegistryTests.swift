@@ -2,6 +2,7 @@ import Foundation
 import JobsCore
 @testable import JobsWorker
 import Logging
+import Synchronization
 import Testing
 
 @Suite("A typed handler's params and result cross JSON")
@@ -23,8 +24,7 @@ struct JobRegistryTests {
         var cropped: Bool
     }
 
-    static let context = JobContext(jobID: JobID(rawValue: "job-1"), type: "t", attempt: 1,
-                                    logger: Logger(label: "test"), deadline: nil) { _ in }
+    static let context = JobContext(jobID: JobID(rawValue: "job-1"), type: "t", logger: Logger(label: "test"))
 
     static func run(_ registry: JobRegistry, _ type: String, _ params: JSONValue) async throws -> JSONValue? {
         try await #require(registry[type]).run(params, context)
@@ -112,5 +112,50 @@ struct JobRegistryTests {
         #expect(try await Self.run(registry, "echo", params) == params)
         // No result at all, not a result that is JSON null.
         #expect(try await Self.run(registry, "nothing", params) == JSONValue?.none)
+    }
+
+    @Test("run(_:params:context:) refuses what a worker refuses, with the worker's codes, before the handler runs")
+    func runRefusesLikeAWorker() async throws {
+        let calls = Mutex(0)
+        var registry = JobRegistry()
+        registry.register("greet", params: JSONValue.self,
+                          schema: ParamsSchema([.init("name", .string(maxLength: 5), required: true)])) { params, _ in
+            calls.withLock { $0 += 1 }
+            return params
+        }
+        let context = JobContext(type: "greet")
+        for (type, params, code, message) in [
+            ("wave", ["name": "ann"], "unknown_type", "no handler for job type wave on this worker"),
+            ("greet", ["name": "annabel"], "invalid_params", "/params/name: must be at most 5 characters"),
+            ("greet", [:], "invalid_params", "/params/name: is required"),
+        ] as [(String, JSONValue, String, String)] {
+            await #expect(throws: NonRetryableError(code: code, message: message)) {
+                try await registry.run(type, params: params, context: context)
+            }
+        }
+        #expect(calls.withLock { $0 } == 0)
+        #expect(try await registry.run("greet", params: ["name": "ann"], context: context) == ["name": "ann"])
+        #expect(calls.withLock { $0 } == 1)
+    }
+
+    @Test("a JobContext made in a test passes the handler's progress reports to its closure, and a throw from it stops the handler")
+    func contextForTests() async throws {
+        var registry = JobRegistry()
+        registry.register("count", params: JSONValue.self) { _, context -> Int in
+            for step in 1...5 { try await context.progress(current: step, total: 5, message: "step \(step)") }
+            return 5
+        }
+        let reports = Mutex<[JobProgress]>([])
+        let recording = JobContext(type: "count") { progress in reports.withLock { $0.append(progress) } }
+        #expect(try await registry.run("count", params: [:], context: recording) == 5)
+        #expect(reports.withLock { $0 } == (1...5).map { JobProgress(current: $0, total: 5, message: "step \($0)") })
+
+        // A worker's reporter throws CancellationError once the job is cancelled.
+        let cancelledAfterTwo = JobContext(type: "count") { progress in
+            if progress.current > 2 { throw CancellationError() }
+        }
+        await #expect(throws: CancellationError.self) {
+            try await registry.run("count", params: [:], context: cancelledAfterTwo)
+        }
     }
 }

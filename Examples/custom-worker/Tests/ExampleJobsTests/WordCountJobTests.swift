@@ -1,6 +1,9 @@
 import ExampleJobs
 import Foundation
+import GRDB
 import JobsCore
+import JobsWorker
+import Synchronization
 import Testing
 
 @Suite("word-count: typed params and result, progress, cancel", .serialized)
@@ -83,5 +86,52 @@ struct WordTallyTests {
             top: [.init(word: "a", count: 2), .init(word: "it's", count: 2)]
         ))
         #expect(tally.result(top: 0).top.isEmpty)
+    }
+}
+
+/// The handler alone, as a team tests its own: `JobRegistry.run` does what a
+/// worker does with one attempt (schema check, typed params, JSON result), with
+/// no Kafka, and a `JobContext` made in the test records the progress reports.
+@Suite("word-count's handler, without Kafka")
+struct WordCountHandlerTests {
+    static func registry() throws -> JobRegistry {
+        var registry = JobRegistry()
+        try registerExampleJobs(into: &registry, database: DatabaseQueue())  // in memory
+        return registry
+    }
+
+    @Test("returns its result as the job's result, after a progress report per step")
+    func resultAndProgress() async throws {
+        let reports = Mutex<[JobProgress]>([])
+        let context = JobContext(type: ExampleJobTypes.wordCount) { progress in reports.withLock { $0.append(progress) } }
+        let result = try await Self.registry().run(
+            ExampleJobTypes.wordCount, params: ["text": "to be\nor not to be", "top": 2, "linesPerStep": 1], context: context)
+        #expect(result == [
+            "lines": 2, "words": 6, "characters": 17,
+            "top": [["word": "be", "count": 2], ["word": "to", "count": 2]],
+        ])
+        #expect(reports.withLock { $0 } == [
+            JobProgress(current: 1, total: 2, message: "1 of 2 lines"),
+            JobProgress(current: 2, total: 2, message: "2 of 2 lines"),
+        ])
+    }
+
+    @Test("stops at the first report after the job is cancelled")
+    func stopsWhenCancelled() async throws {
+        // A worker's reporter throws CancellationError once the job is cancelled.
+        let context = JobContext(type: ExampleJobTypes.wordCount) { progress in
+            if progress.current >= 3 { throw CancellationError() }
+        }
+        let text = (1...100).map { "line \($0)" }.joined(separator: "\n")
+        await #expect(throws: CancellationError.self) {
+            try await Self.registry().run(ExampleJobTypes.wordCount, params: ["text": .string(text), "linesPerStep": 1], context: context)
+        }
+    }
+
+    @Test("refuses params its schema refuses, as a worker would, without running")
+    func refusesBadParams() async throws {
+        await #expect(throws: NonRetryableError(code: "invalid_params", message: "/params/top: must be at most 100")) {
+            try await Self.registry().run(ExampleJobTypes.wordCount, params: ["text": "a", "top": 101], context: JobContext(type: "word-count"))
+        }
     }
 }
