@@ -62,12 +62,34 @@ extension WireFormat {
     /// Foundation takes more than the RFC (trailing commas, as in `{"type":"noop",}`);
     /// a body other parsers refuse must not become a job, so such a document throws
     /// before Foundation sees it.
+    ///
+    /// An object with two members of one name is refused too ("names within an
+    /// object SHOULD be unique", RFC 8259 §4): parsers disagree on which one
+    /// counts, and Foundation would silently keep the first.
     public static func decodeJSONValue(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        if let value = JSONReader.read(bytes, { $0.readValue() }) { return value }
-        guard JSONReader.read(bytes, { $0.skipStrictValue() ? () : nil }) != nil else {
+        var duplicate: String?
+        let value = JSONReader.read(bytes) { reader in
+            defer { duplicate = reader.duplicateMember }
+            return reader.readValue()
+        }
+        if let value { return value }
+        if let duplicate { throw DuplicateMemberError(name: duplicate) }
+        let strict: Void? = JSONReader.read(bytes) { reader in
+            defer { duplicate = reader.duplicateMember }
+            return reader.skipStrictValue() ? () : nil
+        }
+        if let duplicate { throw DuplicateMemberError(name: duplicate) }
+        guard strict != nil else {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "The given data is not JSON by RFC 8259."))
         }
         return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    }
+
+    /// A JSON object with two members of one name (compared as Swift strings, so
+    /// also two spellings of one text, such as a precomposed and a decomposed `é`).
+    public struct DuplicateMemberError: Error, Sendable, Hashable, CustomStringConvertible {
+        public var name: String
+        public var description: String { "an object has more than one member named \"\(name)\"" }
     }
 
     /// The fast reader alone: nil whenever Foundation must answer instead.
@@ -376,6 +398,9 @@ private struct JSONReader {
     private var depth = 0
     /// Unescaped bytes of the last string that had escapes, reused between strings.
     private var scratch: [UInt8] = []
+    /// The name that made ``readValue()`` or ``skipStrictValue()`` give up, when
+    /// it was a second member of one name in an object.
+    private(set) var duplicateMember: String?
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
@@ -534,10 +559,17 @@ private struct JSONReader {
     /// both refuse, are refused here.
     mutating func skipStrictValue() -> Bool {
         if index == 0, bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }
-        func skipKey(_ reader: inout JSONReader) -> Bool {
-            reader.peek() == .quote && reader.readStringBytes({ _ in true }) != nil && reader.consume(.colon)
-        }
         var closers: [UInt8] = []  // of the containers open, innermost last
+        var names: [Set<String>] = []  // of the objects open, innermost last
+        func skipKey(_ reader: inout JSONReader) -> Bool {
+            // A name that is not UTF-8 is nil here, and Foundation's to refuse.
+            guard reader.peek() == .quote, let name = reader.readStringBytes({ .some(JSONReader.string(from: $0)) }) else { return false }
+            if let name, !names[names.count - 1].insert(name).inserted {
+                reader.duplicateMember = name
+                return false
+            }
+            return reader.consume(.colon)
+        }
         while true {
             // A value, or the start of a container and its first member.
             guard let next = peek() else { return false }
@@ -545,6 +577,7 @@ private struct JSONReader {
             case .openBrace:
                 index += 1
                 if !consume(.closeBrace) {
+                    names.append([])
                     guard skipKey(&self) else { return false }
                     closers.append(.closeBrace)
                     continue
@@ -574,6 +607,7 @@ private struct JSONReader {
                 }
                 guard consume(closer) else { return false }
                 closers.removeLast()
+                if closer == .closeBrace { names.removeLast() }
             }
             if closers.isEmpty { return true }
         }
@@ -588,8 +622,12 @@ private struct JSONReader {
         case .openBrace:
             var members: [String: JSONValue] = [:]
             let complete = readObject(key: JSONReader.string(from:)) { reader, key in
-                // A duplicate (also one equal only as a String) goes to Foundation.
-                guard let member = reader.readValue(), members.updateValue(member, forKey: key) == nil else { return false }
+                // A duplicate (also one equal only as a String): the caller decides.
+                guard let member = reader.readValue() else { return false }
+                guard members.updateValue(member, forKey: key) == nil else {
+                    reader.duplicateMember = key
+                    return false
+                }
                 return true
             }
             return complete ? .object(members) : nil

@@ -47,6 +47,8 @@ public struct SubmitRequest: Sendable, Hashable {
         let value: JSONValue
         do {
             value = try WireFormat.decodeJSONValue(body)
+        } catch let duplicate as WireFormat.DuplicateMemberError {
+            return .failure(.malformedJSON("the body is not valid JSON: \(duplicate)"))
         } catch {
             return .failure(.malformedJSON("the body is not valid JSON"))
         }

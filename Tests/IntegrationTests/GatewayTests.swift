@@ -227,6 +227,7 @@ struct BadInputTests {
         Case(name: "malformed JSON", body: #"{"type": "noop""#, contentType: "application/json", status: .badRequest, type: "/problems/malformed-json"),
         Case(name: "a trailing comma", body: #"{"type":"noop",}"#, contentType: "application/json", status: .badRequest, type: "/problems/malformed-json"),
         Case(name: "params with a trailing comma", body: #"{"type":"noop","params":[1,]}"#, contentType: "application/json", status: .badRequest, type: "/problems/malformed-json"),
+        Case(name: "a member given twice", body: #"{"type":"noop","type":"sleep"}"#, contentType: "application/json", status: .badRequest, type: "/problems/malformed-json"),
         Case(name: "a body that is not an object", body: "[1,2]", contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
         Case(name: "a missing type", body: #"{"params":{}}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),
         Case(name: "a type of the wrong JSON type", body: #"{"type":7}"#, contentType: "application/json", status: .badRequest, type: "/problems/invalid-request"),

@@ -32,6 +32,11 @@ struct SubmitRequestTests {
         .init(name: "trailing comma in params", body: #"{"type": "noop", "params": [1,]}"#, rejection: .malformedJSON("the body is not valid JSON")),
         .init(name: "trailing comma deep in params", body: #"{"type": "sleep", "params": {"steps": 1, "x": {"a": [{},]}}}"#,
               rejection: .malformedJSON("the body is not valid JSON")),
+        // Parsers disagree on which of two members of one name counts.
+        .init(name: "type given twice", body: #"{"type": "noop", "type": "sleep"}"#,
+              rejection: .malformedJSON(#"the body is not valid JSON: an object has more than one member named "type""#)),
+        .init(name: "a param given twice", body: #"{"type": "sleep", "params": {"steps": 1, "steps": 2}}"#,
+              rejection: .malformedJSON(#"the body is not valid JSON: an object has more than one member named "steps""#)),
         .fields("body is an array", #"[{"type": "noop"}]"#, [("", "the body must be a JSON object, not array")]),
         .fields("body is a string", #""noop""#, [("", "the body must be a JSON object, not string")]),
         .fields("type missing", #"{"params": {}}"#, [("/type", "is required")]),
