@@ -33,6 +33,9 @@ struct ListingTests {
             #expect(try await client.list("?type=sleep").jobs.map(\.id) == newestFirst.filter { id in submitted.first { $0.id == id }?.type == "sleep" })
             #expect(try await client.list("?status=queued&status=running").jobs.count == 7)
             #expect(try await client.list("?status=succeeded").jobs.isEmpty)
+            // Names are percent-decoded, as values are.
+            #expect(try await client.list("?t%79pe=sleep&%6Cimit=2").jobs.map(\.id) == Array(newestFirst.filter { id in
+                submitted.first { $0.id == id }?.type == "sleep" }.prefix(2)))
             let since = WireFormat.timestampText(submitted[4].createdAt)
             #expect(try await client.list("?createdSince=\(since)").jobs.map(\.id) == Array(newestFirst.prefix(3)))
             #expect(try await client.list("?createdUntil=\(since)").jobs.map(\.id) == Array(newestFirst.suffix(4)))
@@ -43,6 +46,7 @@ struct ListingTests {
         ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=ten", "limit"), ("?limit=1&limit=2", "limit"),
         ("?status=done", "status"), ("?cursor=not-a-cursor", "cursor"), ("?createdSince=yesterday", "createdSince"),
         ("?createdUntil=2026-13-01", "createdUntil"), ("?state=running", "state"),
+        ("?st%61te=running", "state"),
     ]
 
     @Test("refuses a bad query with a 400 naming the parameter")
