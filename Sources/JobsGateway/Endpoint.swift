@@ -64,11 +64,12 @@ public enum Endpoint: String, CaseIterable, Sendable {
     /// The methods routed on `path` (a request path, not a pattern); empty when
     /// no route has that path, so a wrong method is told apart from a wrong path.
     public static func methods(allowedOn path: String) -> [HTTPRequest.Method] {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        // Empty segments don't count, as for the router: `/jobs/` is `/jobs`.
+        let segments = path.split(separator: "/")
         return allCases.filter { endpoint in
-            let pattern = endpoint.path.split(separator: "/", omittingEmptySubsequences: false)
+            let pattern = endpoint.path.split(separator: "/")
             return pattern.count == segments.count
-                && zip(pattern, segments).allSatisfy { $0 == $1 || ($0.hasPrefix("{") && !$1.isEmpty) }
+                && zip(pattern, segments).allSatisfy { $0 == $1 || $0.hasPrefix("{") }
         }.flatMap { $0.answersHead ? [$0.method, .head] : [$0.method] }
     }
 }

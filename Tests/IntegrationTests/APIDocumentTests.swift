@@ -136,6 +136,12 @@ struct APIDocumentTests {
             #expect(put.headers[.allow] == "POST")
             let unknown = try await client.request(.get, "/jobs/some-id/unknown")
             #expect(unknown.status == .notFound)
+            // Empty segments don't count, for the router nor for Allow: /jobs/ is /jobs.
+            for path in ["/jobs/", "//jobs", "/jobs//some-id/cancel/"] {
+                let reply = try await client.request(.put, path)
+                #expect(reply.status == .methodNotAllowed, "\(path)")
+                #expect(reply.headers[.allow] == (path.hasSuffix("cancel/") ? "POST" : "POST, GET, HEAD"), "\(path)")
+            }
         }
     }
 
