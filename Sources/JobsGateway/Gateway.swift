@@ -85,7 +85,7 @@ public func buildGateway(
     ).register(on: router)
     return Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout))),
+        server: .persistentHTTP1(configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
         services: [producer, urgentProducer, withdrawals, view, directory, metrics] + extraServices,
         logger: logger
