@@ -6,7 +6,7 @@ import NIOCore
 import NIOHTTP1
 
 /// Hummingbird's HTTP/1 server with persistent connections as RFC 9112 §9.3
-/// has them for every client, HTTP/1.0 ones included.
+/// has them for every client, HTTP/1.0 ones included, and `100 Continue`.
 ///
 /// Hummingbird hands its routes Swift HTTP Types, which have no version, and
 /// answers every request as HTTP/1.1, keeping the connection unless the
@@ -41,7 +41,8 @@ extension HTTPServerBuilder {
 }
 
 /// Keeps a connection open exactly when the client may reuse it, and tells it
-/// so; and gives the answer to bytes that are not HTTP a problem body.
+/// so; asks for a body the client holds back (`Expect: 100-continue`); and
+/// gives the answer to bytes that are not HTTP a problem body.
 ///
 /// - A request that doesn't keep its connection (HTTP/1.0 without
 ///   `Connection: keep-alive`; any `Connection: close`, in any case) reaches
@@ -82,6 +83,12 @@ final class HTTP1Persistence: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .head(var head) = unwrapInboundIn(data) else {
             context.fireChannelRead(data)
             return
+        }
+        // A client that waits to be asked for its body (curl, .NET, PHP past a
+        // size) would otherwise wait a second or more before sending it. Not to
+        // HTTP/1.0 clients (RFC 9110 §10.1.1).
+        if head.version == .http1_1, head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
         // NIO's reading: 1.1 keeps unless `close`, 1.0 closes unless `keep-alive`, tokens in any case.
         let keepAlive = head.isKeepAlive

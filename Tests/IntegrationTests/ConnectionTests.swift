@@ -94,6 +94,53 @@ struct ConnectionTests {
         }
     }
 
+    @Test("a client that sends Expect: 100-continue is asked for its body at once")
+    func expectContinue() async throws {
+        try await TestCluster().withGateway(worker: false) { client in
+            let port = try #require(client.port)
+            let body = #"{"type":"noop"}"#
+            let head = "POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
+            let (interim, final) = await Self.sendHoldingBody(port: port, head: head, body: body)
+            // Without the 100, the client waits (curl: 1 s) and sends its body anyway.
+            #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n", "the answer before the body: \(interim)")
+            #expect(final.hasPrefix("HTTP/1.1 202 Accepted\r\n"), "\(final.prefix(200))")
+        }
+    }
+
+    /// Sends `head`, reads what the server says within 2 s (with the body held
+    /// back), then sends `body` and reads the answer up to 2 s of silence.
+    static func sendHoldingBody(port: Int, head: String, body: String) async -> (beforeBody: String, afterBody: String) {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { close(fd) }
+                guard fd >= 0, RawHTTP.connect(fd, toLocalPort: port) == 0 else {
+                    continuation.resume(returning: ("", ""))
+                    return
+                }
+                var timeout = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                func receive() -> String {
+                    var chunk = [UInt8](repeating: 0, count: 4096)
+                    let count = recv(fd, &chunk, chunk.count, 0)
+                    return count > 0 ? String(decoding: chunk[..<count], as: UTF8.self) : ""
+                }
+                _ = send(fd, Array(head.utf8), head.utf8.count, 0)
+                let before = receive()
+                _ = send(fd, Array(body.utf8), body.utf8.count, 0)
+                var after = ""
+                while true {
+                    let more = receive()
+                    if more.isEmpty { break }
+                    after += more
+                    if after.contains("\r\n\r\n{") && after.hasSuffix("}") { break }
+                }
+                continuation.resume(returning: (before, after))
+            }
+        }
+    }
+
     /// Sends `requests` one after another on one connection, reading each answer's
     /// head (status line, then header lines with names in lower case) and its
     /// `Content-Length` body; then whether the server closed the connection
