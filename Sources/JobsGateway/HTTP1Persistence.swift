@@ -116,13 +116,15 @@ final class HTTP1Persistence: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 break
             }
+            // The server may close too (Hummingbird does when it shuts down gracefully).
+            let serverCloses = head.headers["connection"].contains { $0.lowercased() == "close" }
             if exchange.version == .http1_0 {
                 head.version = .http1_0
-                if exchange.keepAlive, !head.headers.contains(name: "content-length") {
+                if exchange.keepAlive, !serverCloses, !head.headers.contains(name: "content-length") {
                     closeAfterAnswer = true
                 }
             }
-            if !exchange.keepAlive || closeAfterAnswer {
+            if !exchange.keepAlive || closeAfterAnswer || serverCloses {
                 head.headers.replaceOrAdd(name: "connection", value: "close")
             } else if exchange.version == .http1_0 {
                 head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
