@@ -33,7 +33,7 @@ struct QueryParameters {
         var statuses: Set<JobStatus> = []
         for value in all("status") {
             guard let status = JobStatus(rawValue: value) else {
-                throw ProblemDetails.invalidQuery(parameter: "status", "\(value) is not a status; statuses: "
+                throw ProblemDetails.invalidQuery(parameter: "status", "'\(value)' is not a status; statuses: "
                     + JobStatus.allCases.map(\.rawValue).joined(separator: ", "))
             }
             statuses.insert(status)

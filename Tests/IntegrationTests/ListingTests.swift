@@ -62,6 +62,11 @@ struct ListingTests {
                 #expect(body.type == "/problems/invalid-query", "\(query)")
                 #expect(body.parameters.map(\.parameter) == [parameter], "\(query)")
             }
+            // The refused value is quoted, so that an empty one reads as such.
+            let empty = try await client.request(.get, "/jobs?status=running&status=")
+            struct Detail: Decodable { let detail: String }
+            let detail = try JSONDecoder().decode(Detail.self, from: Data(buffer: empty.body)).detail
+            #expect(detail.hasPrefix("status: '' is not a status; statuses: queued, running"), "\(detail)")
         }
     }
 
