@@ -252,6 +252,8 @@ private struct Runner: Sendable {
                                      deadline: timeout.map { ContinuousClock.now + $0 }) { progress in
                 _ = try execution.advance { try $0.reporting(progress) }
                 throttle.reported()
+            } cancelled: {
+                execution.stopReason != nil
             }
             let outcome = await execution.run(handler, context: context, timeout: timeout)
             throttle.close()

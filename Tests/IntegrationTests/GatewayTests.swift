@@ -7,6 +7,7 @@ import JobsGateway
 import KafkaClient
 import NIOCore
 import JobsWorker
+import Synchronization
 import Testing
 
 @Suite("Jobs end to end, in one process", .timeLimit(.minutes(3)))
@@ -164,6 +165,40 @@ struct EndToEndTests {
 
             let next = try await client.submit(#"{"type":"noop"}"#)
             #expect(try await client.waitFor(next.id) { $0.status.isTerminal }.status == .succeeded)
+        }
+    }
+
+    final class Seen: Sendable { let cancel = Mutex(false) }
+
+    @Test("work a handler moves to a thread of its own sees the job's cancel through context.isCancelled")
+    func cancelReachesHandlerThreads() async throws {
+        let seen = Seen()
+        var registry = JobRegistry.builtin
+        registry.register("wait-on-thread", params: JSONValue.self) { _, context -> NoResult in
+            // On a thread, Task.isCancelled is always false: only the context can tell.
+            let saw = await withCheckedContinuation { continuation in
+                Thread.detachNewThread {
+                    let deadline = Date().addingTimeInterval(20)
+                    while !context.isCancelled, Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+                    continuation.resume(returning: context.isCancelled)
+                }
+            }
+            seen.cancel.withLock { $0 = saw }
+            try context.checkCancellation()
+            return NoResult()
+        }
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry) { client in
+            let job = try await client.submit(#"{"type":"wait-on-thread"}"#)
+            _ = try await client.waitFor(job.id) { $0.status == .running }
+            let clock = ContinuousClock()
+            let cancelledAt = clock.now
+            #expect(try await client.request(.post, "/jobs/\(job.id)/cancel").status == .accepted)
+            let done = try await client.waitFor(job.id, timeout: .seconds(30)) { $0.status.isTerminal }
+            let after = clock.now - cancelledAt
+            #expect(done.status == .cancelled)
+            #expect(after < .seconds(10), "the thread saw the cancel only after \(after)")
+            #expect(seen.cancel.withLock { $0 })
         }
     }
 

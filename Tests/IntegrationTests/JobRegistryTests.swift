@@ -157,5 +157,13 @@ struct JobRegistryTests {
         await #expect(throws: CancellationError.self) {
             try await registry.run("count", params: [:], context: cancelledAfterTwo)
         }
+
+        // Or it says the attempt is to stop, as a worker's does for any task or thread.
+        let stopped = JobContext(type: "count", cancelled: { true })
+        #expect(stopped.isCancelled)
+        #expect(throws: CancellationError.self) { try stopped.checkCancellation() }
+        await #expect(throws: CancellationError.self) {
+            try await registry.run("count", params: [:], context: stopped)
+        }
     }
 }
