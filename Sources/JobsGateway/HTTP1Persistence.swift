@@ -132,8 +132,7 @@ final class HTTP1Persistence: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.head(head)), promise: promise)
             return
         case .end where problemBody != nil:
-            context.write(wrapOutboundOut(.body(.byteBuffer(problemBody!))), promise: nil)
-            problemBody = nil
+            context.write(wrapOutboundOut(.body(.byteBuffer(problemBody.take()!))), promise: nil)
         case .end where closeAfterAnswer:
             closeAfterAnswer = false
             let written = promise ?? context.eventLoop.makePromise()

@@ -108,48 +108,44 @@ struct ConnectionTests {
         }
     }
 
-    /// Sends `head`, reads what the server says within 2 s (with the body held
-    /// back), then sends `body` and reads the answer up to 2 s of silence.
-    static func sendHoldingBody(port: Int, head: String, body: String) async -> (beforeBody: String, afterBody: String) {
+    /// Runs `body` on a thread of its own (its socket calls block) with a socket
+    /// connected to 127.0.0.1:`port` whose reads give up after `receiveTimeout`
+    /// seconds; `failed` when no connection was made.
+    static func withSocket<T: Sendable>(port: Int, receiveTimeout: Int, failed: T,
+                                        _ body: @escaping @Sendable (Int32) -> T) async -> T {
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard fd >= 0 else { return continuation.resume(returning: failed) }
                 defer { close(fd) }
-                guard fd >= 0, RawHTTP.connect(fd, toLocalPort: port) == 0 else {
-                    continuation.resume(returning: ("", ""))
-                    return
-                }
-                var timeout = timeval(tv_sec: 2, tv_usec: 0)
+                guard RawHTTP.connect(fd, toLocalPort: port) == 0 else { return continuation.resume(returning: failed) }
+                var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                func receive() -> String {
-                    var chunk = [UInt8](repeating: 0, count: 4096)
-                    let count = recv(fd, &chunk, chunk.count, 0)
-                    return count > 0 ? String(decoding: chunk[..<count], as: UTF8.self) : ""
-                }
-                _ = send(fd, Array(head.utf8), head.utf8.count, 0)
-                let before = receive()
-                _ = send(fd, Array(body.utf8), body.utf8.count, 0)
-                var after = ""
-                while true {
-                    let more = receive()
-                    if more.isEmpty { break }
-                    after += more
-                    if after.contains("\r\n\r\n{") && after.hasSuffix("}") { break }
-                }
-                continuation.resume(returning: (before, after))
+                continuation.resume(returning: body(fd))
             }
         }
     }
 
-    /// Sends `requests` one after another on one connection, reading each answer's
-    /// head (status line, then header lines with names in lower case) and its
-    /// `Content-Length` body; then whether the server closed the connection
-    /// within 2 s. Blocking socket calls, on a thread of their own.
-    static func conversation(port: Int, _ requests: [String]) async -> (answers: [Answer], closed: Bool) {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(returning: blockingConversation(port: port, requests))
+    /// Sends `head`, reads what the server says within 2 s (with the body held
+    /// back), then sends `body` and reads the answer up to 2 s of silence.
+    static func sendHoldingBody(port: Int, head: String, body: String) async -> (beforeBody: String, afterBody: String) {
+        await withSocket(port: port, receiveTimeout: 2, failed: ("", "")) { fd in
+            func receive() -> String {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let count = recv(fd, &chunk, chunk.count, 0)
+                return count > 0 ? String(decoding: chunk[..<count], as: UTF8.self) : ""
             }
+            _ = send(fd, Array(head.utf8), head.utf8.count, 0)
+            let before = receive()
+            _ = send(fd, Array(body.utf8), body.utf8.count, 0)
+            var after = ""
+            while true {
+                let more = receive()
+                if more.isEmpty { break }
+                after += more
+                if after.contains("\r\n\r\n{") && after.hasSuffix("}") { break }
+            }
+            return (before, after)
         }
     }
 
@@ -163,75 +159,62 @@ struct ConnectionTests {
         var description: String { (head + [body]).joined(separator: " | ") }
     }
 
-    private static func blockingConversation(port: Int, _ requests: [String]) -> (answers: [Answer], closed: Bool) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return ([], false) }
-        defer { close(fd) }
-        guard RawHTTP.connect(fd, toLocalPort: port) == 0 else { return ([], false) }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var received: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        /// More bytes from the server; false when it closed the connection or said nothing for 2 s.
-        func receive() -> Bool {
-            let count = recv(fd, &chunk, chunk.count, 0)
-            guard count > 0 else { return false }
-            received += chunk[..<count]
-            return true
-        }
-        var answers: [Answer] = []
-        for request in requests {
-            let bytes = Array(request.utf8)
-            guard send(fd, bytes, bytes.count, 0) == bytes.count else { return (answers, true) }
+    /// Sends `requests` one after another on one connection, reading each answer's
+    /// head and its `Content-Length` body; then whether the server closed the
+    /// connection within 2 s.
+    static func conversation(port: Int, _ requests: [String]) async -> (answers: [Answer], closed: Bool) {
+        await withSocket(port: port, receiveTimeout: 2, failed: ([], false)) { fd in
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            /// More bytes from the server; false when it closed the connection or said nothing for 2 s.
+            func receive() -> Bool {
+                let count = recv(fd, &chunk, chunk.count, 0)
+                guard count > 0 else { return false }
+                received += chunk[..<count]
+                return true
+            }
+            var answers: [Answer] = []
             let separator = Array("\r\n\r\n".utf8)
-            var headEnd: Int?
-            while headEnd == nil {
-                headEnd = received.indices.first { received[$0...].starts(with: separator) }
-                if headEnd == nil, !receive() { return (answers, true) }
+            for request in requests {
+                let bytes = Array(request.utf8)
+                guard send(fd, bytes, bytes.count, 0) == bytes.count else { return (answers, true) }
+                var headEnd: Int?
+                while headEnd == nil {
+                    headEnd = received.firstRange(of: separator)?.lowerBound
+                    if headEnd == nil, !receive() { return (answers, true) }
+                }
+                let bodyStart = headEnd! + separator.count
+                let lines = String(decoding: received[..<headEnd!], as: UTF8.self).components(separatedBy: "\r\n")
+                let head = [lines[0]] + lines.dropFirst().map { line in
+                    let name = line.prefix { $0 != ":" }
+                    return name.lowercased() + line.dropFirst(name.count)
+                }
+                let length = head.lazy.compactMap { $0.hasPrefix("content-length: ") ? Int($0.dropFirst(16)) : nil }.first ?? 0
+                while received.count < bodyStart + length {
+                    if !receive() { return (answers, true) }
+                }
+                answers.append(Answer(head: head, body: String(decoding: received[bodyStart..<bodyStart + length], as: UTF8.self)))
+                received.removeFirst(bodyStart + length)
             }
-            let lines = String(decoding: received[..<headEnd!], as: UTF8.self).components(separatedBy: "\r\n")
-            let head = [lines[0]] + lines.dropFirst().map { line in
-                let name = line.prefix { $0 != ":" }
-                return name.lowercased() + line.dropFirst(name.count)
-            }
-            let length = head.lazy.compactMap { $0.hasPrefix("content-length: ") ? Int($0.dropFirst(16)) : nil }.first ?? 0
-            let end = headEnd! + separator.count + length
-            while received.count < end {
-                if !receive() { return (answers, true) }
-            }
-            answers.append(Answer(head: head, body: String(decoding: received[(headEnd! + separator.count)..<end], as: UTF8.self)))
-            received.removeFirst(end)
+            let count = recv(fd, &chunk, chunk.count, 0)
+            return (answers, count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
         }
-        let count = recv(fd, &chunk, chunk.count, 0)
-        return (answers, count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
     }
 
     /// How long after sending `text` on a new connection the server closed it;
-    /// nil if it didn't within `wait`. Blocking socket calls, on a thread of their own.
+    /// nil if it didn't within `wait`.
     static func timeUntilClosed(port: Int, sending text: String, wait: Duration) async -> Duration? {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(returning: blockingTimeUntilClosed(port: port, sending: text, wait: wait))
+        await withSocket(port: port, receiveTimeout: 1, failed: nil) { fd in
+            let bytes = Array(text.utf8)
+            guard send(fd, bytes, bytes.count, 0) == bytes.count else { return nil }
+            let sent = ContinuousClock.now
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while ContinuousClock.now - sent < wait {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count == 0 { return ContinuousClock.now - sent }  // closed by the server
+                if count < 0, errno != EAGAIN, errno != EWOULDBLOCK { return ContinuousClock.now - sent }  // reset
             }
+            return nil
         }
-    }
-
-    private static func blockingTimeUntilClosed(port: Int, sending text: String, wait: Duration) -> Duration? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        guard RawHTTP.connect(fd, toLocalPort: port) == 0 else { return nil }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let bytes = Array(text.utf8)
-        guard send(fd, bytes, bytes.count, 0) == bytes.count else { return nil }
-        let sent = ContinuousClock.now
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while ContinuousClock.now - sent < wait {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count == 0 { return ContinuousClock.now - sent }  // closed by the server
-            if count < 0, errno != EAGAIN, errno != EWOULDBLOCK { return ContinuousClock.now - sent }  // reset
-        }
-        return nil
     }
 }
