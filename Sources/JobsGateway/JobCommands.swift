@@ -11,12 +11,26 @@ struct JobCommands: Sendable {
     let urgent: KafkaProducer
     let topics: TopicNames
 
-    /// Keyed by the job's ordering key when it has one: Kafka keeps one key's
-    /// messages in one partition, in order, which is the order its jobs run in.
-    /// Other commands keep the job id as key, spreading over the partitions.
-    func start(_ job: JobSnapshot) async throws(KafkaError) {
-        let messageKey = job.orderingKey.map { Array($0.utf8) } ?? key(job.id)
-        try await producer.send(topic: topics.commands, key: messageKey, value: encode { try WireFormat.encodeStartCommand(StartJobCommand(job: job)) })
+    /// The start command and the `queued` snapshot that makes the job visible,
+    /// sent together: a submit waits for one acknowledgement round trip, and is
+    /// woken once. Each may fail alone; the result says which did.
+    ///
+    /// The command is keyed by the job's ordering key when it has one: Kafka
+    /// keeps one key's messages in one partition, in order, which is the order
+    /// its jobs run in. Other commands keep the job id as key, spreading over the partitions.
+    func submit(_ job: JobSnapshot) async -> (start: KafkaError?, queued: KafkaError?) {
+        let start: [UInt8], queued: [UInt8]
+        do throws(KafkaError) {
+            start = try encode { try WireFormat.encodeStartCommand(StartJobCommand(job: job)) }
+            queued = try encode { try WireFormat.encodeSnapshot(job) }
+        } catch {
+            return (error, error)
+        }
+        let results = await producer.send([
+            OutgoingMessage(topic: topics.commands, key: job.orderingKey.map { Array($0.utf8) } ?? key(job.id), value: start),
+            OutgoingMessage(topic: topics.status, key: key(job.id), value: queued),
+        ])
+        return (results[0].failure, results[1].failure)
     }
 
     func cancel(_ id: JobID) async throws(KafkaError) {
@@ -42,5 +56,11 @@ struct JobCommands: Sendable {
         } catch {
             throw KafkaError(code: "_SERIALIZATION", message: "\(error)")
         }
+    }
+}
+
+private extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { error } else { nil }
     }
 }

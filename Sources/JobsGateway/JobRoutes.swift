@@ -63,17 +63,10 @@ struct JobRoutes: Sendable {
         let job = JobSnapshot.queued(type: submission.type, params: submission.params, maxAttempts: submission.maxAttempts,
                                      timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey,
                                      orderingKey: submission.orderingKey)
-        // The command and the queued snapshot go out together, so a submit waits
-        // for one acknowledgement round trip, not two in a row.
-        async let queuedSnapshot: KafkaError? = {
-            do throws(KafkaError) { try await commands.publishStatus(job) } catch { return error }
-            return nil
-        }()
-        do throws(KafkaError) {
-            try await commands.start(job)
-        } catch {
+        let sent = await commands.submit(job)
+        if let error = sent.start {
             logger.warning("start command not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
-            if await queuedSnapshot == nil {
+            if sent.queued == nil {
                 // The job was not accepted, but its queued snapshot landed: withdraw
                 // it, so no reader shows a job that will never run.
                 await withdrawals.withdraw(job.id)
@@ -82,7 +75,7 @@ struct JobRoutes: Sendable {
         }
         view.apply(job)
         metrics.submitted(type: job.type)
-        if let error = await queuedSnapshot {
+        if let error = sent.queued {
             // The command is safely queued: the job exists and runs; its first worker snapshot will show it.
             logger.warning("queued snapshot not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
         }

@@ -121,22 +121,32 @@ public final class KafkaProducer: Service, Sendable {
     /// not withdrawn when the awaiting task is cancelled.
     @discardableResult
     public func send(topic: String, key: [UInt8]?, value: [UInt8]?) async throws(KafkaError) -> DeliveryReport {
-        let result: Result<DeliveryReport, KafkaError> = await withCheckedContinuation { continuation in
+        try await send([OutgoingMessage(topic: topic, key: key, value: value)])[0].get()
+    }
+
+    /// Sends messages together and waits until each is acknowledged or has
+    /// failed, as ``send(topic:key:value:)`` does for one: a single wait for all,
+    /// where awaiting each in a task of its own costs a task and a wake-up per
+    /// message. The results are in the order of `messages`; each may fail alone.
+    public func send(_ messages: [OutgoingMessage]) async -> [Result<DeliveryReport, KafkaError>] {
+        guard !messages.isEmpty else { return [] }
+        return await withCheckedContinuation { continuation in
             // Registering under the lifecycle lock means shutdown's `failAll` sees
             // every send that got past this check: none is left waiting forever.
-            let registered: UInt? = lifecycle.withLock { state in
+            let registered: Range<UInt>? = lifecycle.withLock { state in
                 guard case .running = state else { return nil }
-                return deliveries.register(continuation)
+                return deliveries.register(messages.count, continuation)
             }
-            guard let id = registered else {
-                continuation.resume(returning: .failure(.closed))
+            guard let ids = registered else {
+                continuation.resume(returning: Array(repeating: .failure(.closed), count: messages.count))
                 return
             }
-            if let error = produce(topic: topic, key: key, value: value, id: id) {
-                deliveries.complete(id, with: .failure(error))
+            for (id, message) in zip(ids, messages) {
+                if let error = produce(topic: message.topic, key: message.key, value: message.value, id: id) {
+                    deliveries.complete(id, with: .failure(error))
+                }
             }
         }
-        return try result.get()
     }
 
     /// Queues a message without waiting for its acknowledgement: for events whose
@@ -200,33 +210,76 @@ public final class KafkaProducer: Service, Sendable {
     }
 }
 
-/// Continuations awaiting delivery reports, keyed by the id in each message's opaque.
+/// One message for ``KafkaProducer/send(_:)``; a `nil` value is a tombstone.
+public struct OutgoingMessage: Sendable {
+    public var topic: String
+    public var key: [UInt8]?
+    public var value: [UInt8]?
+
+    public init(topic: String, key: [UInt8]?, value: [UInt8]?) {
+        self.topic = topic
+        self.key = key
+        self.value = value
+    }
+}
+
+/// Sends awaiting their delivery reports, each message known by the id in its opaque.
 final class PendingDeliveries: Sendable {
+    typealias Results = [Result<DeliveryReport, KafkaError>]
+
+    /// Messages sent together: answered together, once the last has its report.
+    /// Only touched under the lock.
+    private final class Batch {
+        var results: Results
+        var remaining: Int
+        let continuation: CheckedContinuation<Results, Never>
+
+        init(count: Int, continuation: CheckedContinuation<Results, Never>) {
+            results = Array(repeating: .failure(.closed), count: count)
+            remaining = count
+            self.continuation = continuation
+        }
+
+        /// The continuation and its results once this was the last report.
+        func record(_ result: Result<DeliveryReport, KafkaError>, at index: Int) -> (CheckedContinuation<Results, Never>, Results)? {
+            results[index] = result
+            remaining -= 1
+            return remaining == 0 ? (continuation, results) : nil
+        }
+    }
+
     private struct State {
         var nextID: UInt = 1
-        var waiting: [UInt: CheckedContinuation<Result<DeliveryReport, KafkaError>, Never>] = [:]
+        var waiting: [UInt: (batch: Batch, index: Int)] = [:]
     }
     private let state = Mutex(State())
 
-    func register(_ continuation: CheckedContinuation<Result<DeliveryReport, KafkaError>, Never>) -> UInt {
+    /// - Returns: the ids of the batch's messages, in order.
+    func register(_ count: Int, _ continuation: CheckedContinuation<Results, Never>) -> Range<UInt> {
         state.withLock { state in
-            let id = state.nextID
-            state.nextID += 1
-            state.waiting[id] = continuation
-            return id
+            let batch = Batch(count: count, continuation: continuation)
+            let ids = state.nextID..<state.nextID + UInt(count)
+            state.nextID = ids.upperBound
+            for (index, id) in ids.enumerated() {
+                state.waiting[id] = (batch, index)
+            }
+            return ids
         }
     }
 
     func complete(_ id: UInt, with result: Result<DeliveryReport, KafkaError>) {
-        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(returning: result)
+        let finished = state.withLock { state in
+            state.waiting.removeValue(forKey: id).flatMap { $0.batch.record(result, at: $0.index) }
+        }
+        if let (continuation, results) = finished { continuation.resume(returning: results) }
     }
 
     func failAll(with error: KafkaError) {
-        let all = state.withLock { state in
+        let finished = state.withLock { state in
             defer { state.waiting.removeAll() }
-            return Array(state.waiting.values)
+            return state.waiting.values.compactMap { $0.batch.record(.failure(error), at: $0.index) }
         }
-        all.forEach { $0.resume(returning: .failure(error)) }
+        for (continuation, results) in finished { continuation.resume(returning: results) }
     }
 }
 

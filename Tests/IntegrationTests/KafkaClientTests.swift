@@ -29,6 +29,35 @@ struct KafkaClientTests {
         await producer.shutdown()
     }
 
+    @Test("messages sent together are each acknowledged or refused on their own, in order; after shutdown all fail")
+    func sendTogether() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("a", partitions: 3)
+        try cluster.createTopic("b", partitions: 1)
+        var configuration = cluster.configuration
+        configuration.properties["message.max.bytes"] = "2000"
+        let producer = try KafkaProducer(configuration: configuration)
+        let results = await producer.send([
+            OutgoingMessage(topic: "a", key: Array("k".utf8), value: Array("first".utf8)),
+            OutgoingMessage(topic: "b", key: nil, value: [UInt8](repeating: 42, count: 5000)),
+            OutgoingMessage(topic: "b", key: Array("k".utf8), value: nil),
+        ])
+        try #require(results.count == 3)
+        #expect(try results[0].get().topic == "a")
+        #expect(throws: KafkaError.self) { try results[1].get() }
+        if case .failure(let error) = results[1] { #expect(error.code == "MSG_SIZE_TOO_LARGE") }
+        let tombstone = try results[2].get()
+        #expect(tombstone.topic == "b" && tombstone.offset == 0)
+
+        await producer.shutdown()
+        let late = await producer.send([OutgoingMessage(topic: "a", key: nil, value: [1]), OutgoingMessage(topic: "b", key: nil, value: [2])])
+        #expect(late.count == 2)
+        for result in late {
+            #expect(throws: KafkaError.self) { try result.get() }
+            if case .failure(let error) = result { #expect(error.isClientClosed) }
+        }
+    }
+
     @Test("a reader slower than its topic receives every message exactly once, in order per partition")
     func slowReaderMissesNothing() async throws {
         // The buffer holds 8 messages: the reader's poll thread stops and starts

@@ -178,8 +178,8 @@ struct OrderedSubmitter: Sendable {
 
     func submit(_ step: Step, orderingKey: String?) async throws -> JobSnapshot {
         let job = JobSnapshot.queued(type: "step", params: try step.params, orderingKey: orderingKey)
-        try await commands.start(job)
-        try await commands.publishStatus(job)
+        let sent = await commands.submit(job)
+        if let error = sent.start ?? sent.queued { throw error }
         return job
     }
 
