@@ -20,7 +20,9 @@ final class ChildProcess: @unchecked Sendable {
     init(_ executable: String, _ arguments: [String], name: String, environment: [String: String] = [:]) throws {
         self.name = name
         logURL = FileManager.default.temporaryDirectory.appendingPathComponent("jobs-test-\(name)-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
+            throw SpawnError(description: "cannot create the log file \(logURL.path)")
+        }
         let path = try Self.executable(executable).path
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
