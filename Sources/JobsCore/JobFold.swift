@@ -24,8 +24,10 @@ public struct SnapshotOrder: Comparable, Hashable, Sendable {
     }
 
     /// Between two terminal snapshots of one attempt, the one that got further
-    /// (higher sequence) wins: a worker's real outcome beats a cancel the gateway
-    /// wrote for a job it believed still queued. Rank then only breaks ties.
+    /// (higher sequence) wins. Only the worker holding an attempt writes its
+    /// verdict, so that takes records written before gateways stopped writing
+    /// `cancelled` for jobs they saw queued: a worker's real outcome beats such a
+    /// cancel. Rank then only breaks ties.
     private var tuple: (Int, Int, Int, Int) {
         terminal ? (1, attempt, sequence, rank) : (0, attempt, rank, sequence)
     }

@@ -96,8 +96,14 @@ struct JobRoutes: Sendable {
         try snapshotResponse(try await find(context), status: .ok)
     }
 
-    /// `POST /jobs/{id}/cancel`: publish the cancel to every worker; 409 once the job has ended.
-    /// A job still waiting ends `cancelled` at once, not when its turn comes.
+    /// `POST /jobs/{id}/cancel`: publish the cancel to every worker and the
+    /// request on the status topic; 409 once the job has ended.
+    ///
+    /// The gateway never ends a job itself: only the worker holding its command
+    /// knows whether it has started, so a `cancelled` written here for a job the
+    /// view still showed `queued` could be followed by that worker's verdict, a
+    /// terminal state replaced. The worker ends a job that has not started as
+    /// `cancelled` when it takes its command, without running it.
     @Sendable func cancel(request: Request, context: Context) async throws -> Response {
         let current = try await find(context)
         guard !current.status.isTerminal else { throw ProblemDetails.jobFinished(current) }
@@ -106,17 +112,6 @@ struct JobRoutes: Sendable {
         } catch {
             throw ProblemDetails.brokerUnavailable("the cancel could not be delivered in time (\(error.code))")
         }
-        if current.status == .queued, let cancelled = try? current.cancelled() {
-            // Workers skip a job that has ended. If one had just started it, the
-            // cancel command stops it, and its own final snapshot outranks this one.
-            do {
-                try await commands.publishStatus(cancelled, urgent: true)
-                view.apply(cancelled)
-                return try snapshotResponse(view[current.id] ?? cancelled, status: .accepted)
-            } catch {
-                logger.warning("cancelled snapshot not acknowledged", metadata: ["job.id": "\(current.id)", "error": "\(error)"])
-            }
-        }
         let requested = current.requestingCancel()
         view.apply(requested)
         do {
@@ -124,7 +119,11 @@ struct JobRoutes: Sendable {
         } catch {
             logger.warning("cancel-requested snapshot not acknowledged", metadata: ["job.id": "\(current.id)", "error": "\(error)"])
         }
-        return try snapshotResponse(view[current.id] ?? requested, status: .accepted)
+        let latest = view[current.id] ?? requested
+        // It ended meanwhile: cancelled (by this cancel, or an earlier one) is
+        // what was asked for; a verdict that came first stands, as a 409 says.
+        if latest.status.isTerminal, latest.status != .cancelled { throw ProblemDetails.jobFinished(latest) }
+        return try snapshotResponse(latest, status: .accepted)
     }
 
     @Sendable func health(request: Request, context: Context) async throws -> Response {
