@@ -100,6 +100,18 @@ public struct JobProgress: Sendable, Hashable, Codable {
         self.total = total
         self.message = message
     }
+
+    /// The most UTF-8 bytes of a message a snapshot carries; a longer one is cut
+    /// (marked with "…"). Every progress report is a status event, and one over
+    /// the broker's message size could never be published.
+    public static let maxMessageBytes = 4096
+
+    /// This progress as a snapshot carries it: the message within ``maxMessageBytes``.
+    public var bounded: JobProgress {
+        var bounded = self
+        bounded.message = message?.truncatedUTF8(to: Self.maxMessageBytes)
+        return bounded
+    }
 }
 
 /// Why a job failed: a stable machine-readable code and a human message.
@@ -110,5 +122,34 @@ public struct JobError: Sendable, Hashable, Codable, Error {
     public init(code: String, message: String) {
         self.code = code
         self.message = message
+    }
+
+    /// The most UTF-8 bytes of a code and of a message a snapshot carries; longer
+    /// ones are cut (marked with "…"). An error's text comes from any handler, and
+    /// a final snapshot over the broker's message size could never be published:
+    /// its job would stay `running` for good.
+    public static let maxCodeBytes = 128
+    public static let maxMessageBytes = 16_384
+
+    /// This error as a snapshot carries it: code and message within their limits.
+    public var bounded: JobError {
+        JobError(code: code.truncatedUTF8(to: Self.maxCodeBytes), message: message.truncatedUTF8(to: Self.maxMessageBytes))
+    }
+}
+
+extension String {
+    /// At most `limit` bytes of UTF-8, cut at a character boundary and ending in
+    /// "…" when cut.
+    func truncatedUTF8(to limit: Int) -> String {
+        guard utf8.count > limit else { return self }
+        let marker = "…"
+        var budget = limit - marker.utf8.count
+        var end = startIndex
+        for index in indices {
+            budget -= self[index].utf8.count
+            guard budget >= 0 else { break }
+            end = self.index(after: index)
+        }
+        return self[..<end] + marker
     }
 }

@@ -37,12 +37,12 @@ extension JobSnapshot {
         return next
     }
 
-    /// The running job reported progress.
+    /// The running job reported progress (its message cut to ``JobProgress/maxMessageBytes``).
     public func reporting(_ progress: JobProgress, at now: Date = Date()) throws -> JobSnapshot {
         let now = WireFormat.wholeMilliseconds(now)
         guard status == .running else { throw TransitionError(from: status, action: "report progress of") }
         var next = self
-        next.progress = progress
+        next.progress = progress.bounded
         next.sequence += 1
         next.updatedAt = now
         next.stalled = nil
@@ -54,9 +54,9 @@ extension JobSnapshot {
         try finishing(.succeeded, at: now) { $0.result = result }
     }
 
-    /// The job ended with an error and will not be retried.
+    /// The job ended with an error and will not be retried (its text cut to ``JobError``'s limits).
     public func failed(_ error: JobError, at now: Date = Date()) throws -> JobSnapshot {
-        try finishing(.failed, at: now) { $0.error = error }
+        try finishing(.failed, at: now) { $0.error = error.bounded }
     }
 
     /// The job was cancelled, while queued or while running.
@@ -76,7 +76,7 @@ extension JobSnapshot {
         next.attempt += 1
         next.sequence = 0
         next.progress = nil
-        next.error = error
+        next.error = error?.bounded
         next.updatedAt = now
         next.stalled = nil
         return next

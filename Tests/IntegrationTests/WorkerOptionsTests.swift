@@ -122,6 +122,23 @@ struct WorkerOptionsTests {
         }
     }
 
+    @Test("a handler's oversize error ends its job failed, with the message cut, instead of leaving it running")
+    func oversizeErrorIsCut() async throws {
+        var registry = JobRegistry.builtin
+        registry.register("verbose", params: [String: Int].self, options: JobOptions(maxAttempts: 1)) { _, context -> Int in
+            // Two megabytes, over the broker's message size: once the worker retried their publish for good.
+            try await context.progress(current: 1, message: String(repeating: "p", count: 2_000_000))
+            throw JobError(code: "boom", message: String(repeating: "e", count: 2_000_000))
+        }
+        let system = try TestCluster()
+        try await system.withGateway(registry: registry) { client in
+            let job = try await client.waitFor(try await client.submit(#"{"type":"verbose"}"#).id) { $0.status.isTerminal }
+            #expect(job.status == .failed)
+            #expect(job.error?.code == "boom")
+            #expect(job.error.map { $0.message.utf8.count <= JobError.maxMessageBytes && $0.message.hasSuffix("…") } == true)
+        }
+    }
+
     @Test("a job's slot goes to the next job when its handler ends, not when its final snapshot is acknowledged")
     func slotFreedBeforeFinalAck() async throws {
         let starts = Mutex<[ContinuousClock.Instant]>([])

@@ -17,6 +17,25 @@ struct JobTransitionsTests {
         #expect(queued.schemaVersion == 1)
     }
 
+    @Test("a progress message, error code or error message over its limit is cut at a character boundary and marked")
+    func oversizeTextIsCut() throws {
+        let running = try queued.started(attempt: 1, by: "worker-a", at: at(1))
+        // 3-byte characters, so that no limit falls on a character boundary by chance.
+        let huge = String(repeating: "€", count: 700_000)
+        let progress = try running.reporting(JobProgress(current: 1, message: huge), at: at(2)).progress?.message ?? ""
+        let failed = try running.failed(JobError(code: huge, message: huge), at: at(2)).error
+        let requeued = try running.requeued(error: JobError(code: "boom", message: huge), at: at(2)).error
+        for (text, limit) in [(progress, JobProgress.maxMessageBytes), (failed?.code ?? "", JobError.maxCodeBytes),
+                              (failed?.message ?? "", JobError.maxMessageBytes), (requeued?.message ?? "", JobError.maxMessageBytes)] {
+            #expect(text.utf8.count <= limit && text.utf8.count > limit - 6, "\(text.utf8.count) bytes for a limit of \(limit)")
+            #expect(text.hasSuffix("…") && text.dropLast().allSatisfy { $0 == "€" })
+        }
+        // Within the limits nothing changes.
+        let small = JobError(code: "boom", message: String(repeating: "x", count: JobError.maxMessageBytes))
+        #expect(try running.failed(small, at: at(2)).error == small)
+        #expect(try running.reporting(JobProgress(current: 1, message: "step 1"), at: at(2)).progress?.message == "step 1")
+    }
+
     @Test("every transition keeps its time to the millisecond, so its snapshot reads back from the wire unchanged")
     func transitionsSurviveTheWire() throws {
         // A time between milliseconds, as `Date()` gives.
