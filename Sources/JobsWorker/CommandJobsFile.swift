@@ -230,19 +230,24 @@ struct CommandParamEntry: Decodable {
 struct ConfigDuration: Decodable {
     var duration: Duration
 
+    /// A year: longer than any job should wait or run, and far inside the
+    /// milliseconds an `Int64` holds (`1e300` seconds once stopped the process).
+    static let maxMilliseconds: Double = 365 * 24 * 3_600_000
+
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if let seconds = try? container.decode(Double.self) {
-            guard seconds.isFinite, seconds >= 0 else {
-                throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be a non-negative number of seconds")
+            guard let parsed = Self.duration(milliseconds: seconds * 1000) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "must be a number of seconds from 0 to a year (8760h)")
             }
-            duration = .milliseconds(Int64((seconds * 1000).rounded()))
+            duration = parsed
             return
         }
         let text = try container.decode(String.self)
         guard let parsed = Self.parse(text) else {
             throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "\"\(text)\" is not a duration (seconds, or a number with ms, s, m or h: 500ms, 30s, 10m, 2h)")
+                in: container,
+                debugDescription: "\"\(text)\" is not a duration from 0 to a year (seconds, or a number with ms, s, m or h: 500ms, 30s, 10m, 2h)")
         }
         duration = parsed
     }
@@ -252,10 +257,15 @@ struct ConfigDuration: Decodable {
         for unit in units where text.hasSuffix(unit.suffix) {
             let number = text.dropLast(unit.suffix.count)
             guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
-                  let value = Double(number), value.isFinite else { return nil }
-            return .milliseconds(Int64((value * unit.milliseconds).rounded()))
+                  let value = Double(number) else { return nil }
+            return duration(milliseconds: value * unit.milliseconds)
         }
         return nil
+    }
+
+    private static func duration(milliseconds: Double) -> Duration? {
+        guard milliseconds.isFinite, (0...maxMilliseconds).contains(milliseconds) else { return nil }
+        return .milliseconds(Int64(milliseconds.rounded()))
     }
 }
 
