@@ -71,8 +71,11 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Embedded mode: a YAML or JSON file of command job types for the in-process worker (docs/command-jobs.md). [env: JOBS_COMMAND_JOBS]")
     var commandJobs: String?
 
-    @Option(parsing: .unconditional, help: "Embedded mode: jobs run at once by the in-process worker.")
+    @Option(parsing: .unconditional, help: "Embedded mode: jobs run at once by the in-process worker, 1 to 100000.")
     var workerConcurrency: Int = 16
+
+    @Option(help: "Consumer group of the workers, whose lag /metrics reports (the embedded worker's too). [env: JOBS_GROUP] (default: jobs-workers)")
+    var group: String?
 
     @Option(name: .customLong("api-key"), help: """
         An API key, NAME:SCOPES:SECRET; repeatable. SCOPES joins read, submit, cancel, admin with +; \
@@ -125,14 +128,15 @@ struct GatewayCommand: AsyncParsableCommand {
         for origin in origins where !Self.isOrigin(origin.text) {
             throw ValidationError("\(origin.source): '\(origin.text)' is not an origin: scheme://host[:port], no path or trailing /")
         }
-        try Bounds.atLeast(1).check(workerConcurrency, source: "--worker-concurrency")
+        try Bounds.between(1, 100_000).check(workerConcurrency, source: "--worker-concurrency")
+        let workerGroup = try options.nonEmptyText(group, "--group", "JOBS_GROUP") ?? "jobs-workers"
         let limits = (
             params: try options.value(maxParamsBytes, "--max-params-bytes", "JOBS_MAX_PARAMS_BYTES", default: 16 * 1024, .atLeast(1)),
             page: try options.value(maxPageSize, "--max-page-size", "JOBS_MAX_PAGE_SIZE", default: 200, .atLeast(1)),
             streams: try options.value(maxStreamsPerClient, "--max-streams-per-client", "JOBS_MAX_STREAMS_PER_CLIENT",
                                        default: 8, .atLeast(1))
         )
-        let topics = TopicNames(prefix: options.text(topicPrefix, "JOBS_TOPIC_PREFIX") ?? "jobs")
+        let topics = TopicNames(prefix: try options.topicPrefix(topicPrefix, "--topic-prefix", "JOBS_TOPIC_PREFIX", default: "jobs"))
         // Kafka counts partitions in an Int32 and replicas in an Int16.
         let partitionCount = Int32(try options.value(partitions, "--partitions", "JOBS_PARTITIONS", default: 6,
                                                      .between(1, Int(Int32.max))))
@@ -161,7 +165,7 @@ struct GatewayCommand: AsyncParsableCommand {
             cluster = embeddedCluster
             bootstrap = embeddedCluster.bootstrapServers
         } else {
-            guard let given = options.text(brokers, "JOBS_BROKERS") else {
+            guard let given = try options.nonEmptyText(brokers, "--brokers", "JOBS_BROKERS") else {
                 throw ValidationError("give --brokers (or JOBS_BROKERS), or run with --embedded")
             }
             bootstrap = given
@@ -191,6 +195,7 @@ struct GatewayCommand: AsyncParsableCommand {
             maxBodyBytes: bodyLimit,
             workerSilenceTimeout: .milliseconds(silence),
             jobRetention: .seconds(3600 * retentionHours),
+            workerGroup: workerGroup,
             authentication: keys.isEmpty ? .disabled : .apiKeys(keys),
             allowedOrigins: origins.map(\.text),
             maxParamsBytes: limits.params, maxPageSize: limits.page, maxStreamsPerClient: limits.streams,
@@ -201,7 +206,8 @@ struct GatewayCommand: AsyncParsableCommand {
         if embedded {
             let workerLogger = Logger(label: "jobs.worker")
             let worker = JobWorker(
-                configuration: WorkerConfiguration(kafka: kafka, topics: topics, workerID: "embedded-\(ProcessInfo.processInfo.processIdentifier)",
+                configuration: WorkerConfiguration(kafka: kafka, topics: topics, groupID: workerGroup,
+                                                   workerID: "embedded-\(ProcessInfo.processInfo.processIdentifier)",
                                                    concurrency: workerConcurrency,
                                                    // The in-memory broker stops with the process: a job handed
                                                    // back would go nowhere, so don't wait long for running ones.

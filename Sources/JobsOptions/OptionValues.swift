@@ -22,6 +22,28 @@ public struct OptionValues: Sendable {
         given ?? environment[variable]
     }
 
+    /// Text that means nothing when empty (a broker list, a group, a worker id):
+    /// refused if empty or blank, rather than taken as given or replaced by the
+    /// default. `nil` if neither the command line nor the variable has one.
+    public func nonEmptyText(_ given: String?, _ option: String, _ variable: String) throws -> String? {
+        let (text, source) = given.map { ($0, option) } ?? environment[variable].map { ($0, variable) } ?? ("", "")
+        guard !source.isEmpty else { return nil }
+        guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("\(source) must not be empty") }
+        return text
+    }
+
+    /// The topic-name prefix, else `fallback`: Kafka allows only ASCII letters,
+    /// digits, `.`, `_` and `-` in a topic name, and 249 characters (the longest
+    /// suffix, `.commands`, takes 9). Empty means topics without a prefix.
+    public func topicPrefix(_ given: String?, _ option: String, _ variable: String, default fallback: String) throws -> String {
+        let (text, source) = given.map { ($0, option) } ?? environment[variable].map { ($0, variable) } ?? (fallback, option)
+        let allowed = text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) }
+        guard allowed, text.count <= 240 else {
+            throw ValidationError("\(source): '\(text)' is not a topic prefix: at most 240 of A-Z a-z 0-9 . _ -")
+        }
+        return text
+    }
+
     /// A value from the command line or the variable, or `nil` if neither has one.
     public func value<Value: OptionValue>(
         _ given: Value?, _ option: String, _ variable: String, _ bounds: Bounds<Value> = .any

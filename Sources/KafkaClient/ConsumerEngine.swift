@@ -38,7 +38,11 @@ final class ConsumerEngine: Sendable {
             if case .group = mode { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
         }
         rd_kafka_poll_set_consumer(client.pointer)
-        let queue = QueueHandle(rd_kafka_queue_get_consumer(client.pointer)!)
+        // librdkafka has no consumer queue without a group.id (an empty one counts as none).
+        guard let consumerQueue = rd_kafka_queue_get_consumer(client.pointer) else {
+            throw .invalidConfiguration("a consumer needs a group.id that is not empty")
+        }
+        let queue = QueueHandle(consumerQueue)
         let buffer = EventBuffer(lowWater: capacity / 2) { [flow] in
             // Wake the poll thread so it resumes the partitions without waiting out its timeout.
             if flow.isPaused { queue.yield() }

@@ -33,7 +33,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     // Numbers take the next argument even if it starts with `-`: `--drain-timeout -1`
     // is then refused for its value, not reported as a missing one.
-    @Option(parsing: .unconditional, help: "Jobs run at once, at least 1. [env: JOBS_CONCURRENCY] (default: 16)")
+    @Option(parsing: .unconditional, help: "Jobs run at once, 1 to 100000. [env: JOBS_CONCURRENCY] (default: 16)")
     var concurrency: Int?
 
     @Option(parsing: .unconditional, help: "Seconds running jobs may take to finish on SIGTERM before they are handed back, 0 or more. [env: JOBS_DRAIN_TIMEOUT] (default: 30)")
@@ -55,10 +55,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let options = OptionValues()
         let level = try options.choice(logLevel, "--log-level", "JOBS_LOG_LEVEL", default: "info",
                                        among: Logger.Level.allCases.map(\.rawValue))
-        let jobsAtOnce = try options.value(concurrency, "--concurrency", "JOBS_CONCURRENCY", default: 16, .atLeast(1))
+        let jobsAtOnce = try options.value(concurrency, "--concurrency", "JOBS_CONCURRENCY", default: 16, .between(1, 100_000))
         let drainSeconds = try options.value(drainTimeout, "--drain-timeout", "JOBS_DRAIN_TIMEOUT", default: 30, .atLeast(0))
         ConsoleLogHandler.bootstrap(level: Logger.Level(rawValue: level)!)
-        guard let bootstrap = options.text(brokers, "JOBS_BROKERS") else {
+        guard let bootstrap = try options.nonEmptyText(brokers, "--brokers", "JOBS_BROKERS") else {
             throw ValidationError("give --brokers (or JOBS_BROKERS)")
         }
         let env = options.environment
@@ -67,9 +67,9 @@ struct WorkerCommand: AsyncParsableCommand {
 
         let configuration = WorkerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: properties),
-            topics: TopicNames(prefix: options.text(topicPrefix, "JOBS_TOPIC_PREFIX") ?? "jobs"),
-            groupID: options.text(group, "JOBS_GROUP") ?? "jobs-workers",
-            workerID: options.text(workerID, "JOBS_WORKER_ID") ?? WorkerConfiguration.defaultWorkerID(),
+            topics: TopicNames(prefix: try options.topicPrefix(topicPrefix, "--topic-prefix", "JOBS_TOPIC_PREFIX", default: "jobs")),
+            groupID: try options.nonEmptyText(group, "--group", "JOBS_GROUP") ?? "jobs-workers",
+            workerID: try options.nonEmptyText(workerID, "--worker-id", "JOBS_WORKER_ID") ?? WorkerConfiguration.defaultWorkerID(),
             concurrency: jobsAtOnce,
             drainTimeout: .seconds(drainSeconds)
         )

@@ -65,6 +65,16 @@ struct CommandLineTests {
         Refusal.worker(env: ["JOBS_DRAIN_TIMEOUT": "30s"], "JOBS_DRAIN_TIMEOUT: '30s' is not a valid integer"),
         Refusal.worker(env: ["JOBS_LOG_LEVEL": "INFO"],
                        "JOBS_LOG_LEVEL: 'INFO' is not one of trace, debug, info, notice, warning, error, critical"),
+        // Empty text that means nothing: once a crash (group), a worker id "" in snapshots, a gateway never ready.
+        Refusal.worker(env: ["JOBS_GROUP": ""], "JOBS_GROUP must not be empty"),
+        Refusal.worker(["--group", ""], "--group must not be empty"),
+        Refusal.worker(env: ["JOBS_WORKER_ID": " "], "JOBS_WORKER_ID must not be empty"),
+        Refusal.worker(env: ["JOBS_BROKERS": ""], "JOBS_BROKERS must not be empty"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_BROKERS": ""], "JOBS_BROKERS must not be empty"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_GROUP": ""], "JOBS_GROUP must not be empty"),
+        Refusal.worker(["--topic-prefix", "bad prefix"], "--topic-prefix: 'bad prefix' is not a topic prefix: at most 240 of A-Z a-z 0-9 . _ -"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_TOPIC_PREFIX": "jobs/v2"],
+                        "JOBS_TOPIC_PREFIX: 'jobs/v2' is not a topic prefix: at most 240 of A-Z a-z 0-9 . _ -"),
     ])
     func badVariableIsRefused(refusal: Refusal) async throws {
         try await expectRefused(refusal)
@@ -83,9 +93,11 @@ struct CommandLineTests {
         Refusal.gateway(["--port", "0"], env: ["JOBS_MAX_PARAMS_BYTES": "0"], "JOBS_MAX_PARAMS_BYTES must be at least 1, not 0"),
         Refusal.gateway(["--port", "0", "--job-retention-hours", "0"], "--job-retention-hours must be more than 0 and at most 876000, not 0"),
         Refusal.gateway(["--port", "0", "--job-retention-hours", "nan"], "--job-retention-hours must be more than 0 and at most 876000, not nan"),
-        Refusal.gateway(["--port", "0", "--embedded", "--worker-concurrency", "0"], "--worker-concurrency must be at least 1, not 0"),
-        Refusal.worker(["--concurrency", "0"], "--concurrency must be at least 1, not 0"),
-        Refusal.worker(env: ["JOBS_CONCURRENCY": "-3"], "JOBS_CONCURRENCY must be at least 1, not -3"),
+        Refusal.gateway(["--port", "0", "--embedded", "--worker-concurrency", "0"], "--worker-concurrency must be between 1 and 100000, not 0"),
+        Refusal.worker(["--concurrency", "0"], "--concurrency must be between 1 and 100000, not 0"),
+        Refusal.worker(env: ["JOBS_CONCURRENCY": "-3"], "JOBS_CONCURRENCY must be between 1 and 100000, not -3"),
+        // Once an overflow trap: the worker reads ahead twice its concurrency.
+        Refusal.worker(["--concurrency", "4611686018427387904"], "--concurrency must be between 1 and 100000, not 4611686018427387904"),
         Refusal.worker(["--drain-timeout=-1"], "--drain-timeout must be at least 0, not -1"),
         Refusal.worker(["--drain-timeout", "-1"], "--drain-timeout must be at least 0, not -1"),
     ])
