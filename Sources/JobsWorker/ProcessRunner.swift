@@ -50,7 +50,8 @@ struct ProcessLaunchError: Error, CustomStringConvertible {
 ///   a signal to the group reaches everything it started that stayed in it.
 /// - When the calling task is cancelled, swift-subprocess runs the teardown:
 ///   SIGTERM to the group, then SIGKILL to the group once `killGracePeriod`
-///   passes with the command still alive.
+///   passes with the command still alive. Output is read until the command
+///   has exited all the same: its pipes stay open while it cleans up.
 /// - A ``ProcessGroupGuard`` in the group kills whatever is left in it when the
 ///   command has ended (background processes it forgot, a child that ignored
 ///   SIGTERM) and, should the worker die, kills the whole group then.
@@ -89,10 +90,18 @@ func runProcess(
             onStart(pid)
             let stdout = execution.standardOutput
             let stderr = execution.standardError
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await readLines(stdout, .stdout, maxLineBytes: maxLineBytes, onLine) }
-                group.addTask { await readLines(stderr, .stderr, maxLineBytes: maxLineBytes, onLine) }
-            }
+            // Unstructured tasks, which the job's cancellation doesn't reach: on a cancel,
+            // timeout or hand-back the command gets SIGTERM and `killGracePeriod` to exit,
+            // and it usually writes as it cleans up (a trap's message; a shell's
+            // "Terminated" for its killed child). Readers stopped by the cancel would
+            // close the pipes under it, and that first write would kill it with SIGPIPE.
+            // They end at end of file, or once swift-subprocess sees the command exit
+            // while a leftover process still holds a pipe.
+            let readers = [
+                Task { await readLines(stdout, .stdout, maxLineBytes: maxLineBytes, onLine) },
+                Task { await readLines(stderr, .stderr, maxLineBytes: maxLineBytes, onLine) },
+            ]
+            for reader in readers { await reader.value }
         }
     } catch {
         await groupGuard.release()
@@ -107,7 +116,7 @@ func runProcess(
 }
 
 /// Reads one stream to its end (or until it can't be read: the command is gone
-/// and a leftover process holds the pipe, or the job was cancelled).
+/// and a leftover process holds the pipe).
 private func readLines(
     _ output: SubprocessOutputSequence, _ stream: OutputStreamName, maxLineBytes: Int,
     _ onLine: @Sendable (OutputStreamName, String) -> Void

@@ -73,6 +73,60 @@ struct CommandJobTests {
         }
     }
 
+    @Test("after a cancel a command's TERM trap runs to its end in the grace period, its output still read")
+    func cancelLeavesTheGracePeriodToTheCommand() async throws {
+        let fixture = try CommandJobFixture()
+        defer { fixture.remove() }
+        let system = try TestCluster()
+        try await system.withGateway(registry: fixture.registry()) { client in
+            let job = try await client.submit(#"{"type":"cmd-graceful","params":{"tag":"cancel"}}"#)
+            try await fixture.waitForFile("cancel.ready")
+            try await client.waitFor(job.id) { $0.status == .running }
+
+            let reply = try await client.request(.post, "/jobs/\(job.id)/cancel")
+            #expect(reply.status == .accepted)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .cancelled)
+            // The trap writes to stderr and stdout before it sleeps and leaves this file: a
+            // command whose pipes were closed would have died of SIGPIPE at the first write.
+            #expect(FileManager.default.fileExists(atPath: fixture.directory.appendingPathComponent("cancel.cleaned").path),
+                    "the TERM trap did not run to its end")
+        }
+    }
+
+    @Test("a cancelled command's output is read until it exits: what its TERM trap writes reaches the lines")
+    func cancelledCommandOutputIsRead() async throws {
+        let fixture = try CommandJobFixture()
+        defer { fixture.remove() }
+        let dir = fixture.directory.path
+        let launch = ProcessLaunch(executable: "\(dir)/graceful.sh", arguments: ["\(dir)/run.ready", "\(dir)/run.cleaned"],
+                                   environment: ["PATH": "/usr/bin:/bin"], killGracePeriod: .seconds(5))
+        let lines = LineLog()
+        let run = Task { try await runProcess(launch, logger: .quiet) { stream, line in lines.append("\(stream): \(line)") } }
+        try await fixture.waitForFile("run.ready")
+        run.cancel()
+        let status = try await run.value
+        #expect(status == .exited(143), "the trap's own exit status, not SIGPIPE or SIGKILL")
+        #expect(lines.all.contains("stderr: cleaning up") && lines.all.contains("stdout: cleaned up"), "\(lines.all)")
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/run.cleaned"))
+    }
+
+    @Test("a cancelled command that ignores SIGTERM and keeps writing is killed with SIGKILL when its grace period ends")
+    func cancelledCommandIgnoringTermIsKilled() async throws {
+        let launch = ProcessLaunch(
+            executable: "/bin/sh", arguments: ["-c", "trap '' TERM; echo started; while :; do echo tick; echo tock >&2; sleep 0.05; done"],
+            environment: ["PATH": "/usr/bin:/bin"], killGracePeriod: .milliseconds(500))
+        let started = LineLog()
+        let run = Task { try await runProcess(launch, logger: .quiet) { _, line in started.append(line) } }
+        while !started.all.contains("started") { try await Task.sleep(for: .milliseconds(20)) }
+        let cancelled = ContinuousClock.now
+        run.cancel()
+        let status = try await run.value
+        let took = ContinuousClock.now - cancelled
+        #expect(status == .signalled(SIGKILL))
+        #expect(took >= .milliseconds(400) && took < .seconds(5), "\(took)")
+    }
+
     @Test("a command over its timeout fails with code timeout, its whole group killed")
     func timeoutKillsTheProcessGroup() async throws {
         let fixture = try CommandJobFixture()
@@ -256,6 +310,14 @@ struct CommandJobFixture {
             echo "PROGRESS 0/1 waiting"
             while :; do sleep 1; done
             """)
+        // $1: written once the TERM trap is set; $2: written by the trap when it has
+        // cleaned up, after it wrote to both streams and took a second.
+        try script("graceful.sh", """
+            trap 'echo "cleaning up" >&2; sleep 1; echo "cleaned up"; echo done > "$2"; exit 143' TERM
+            echo ready > "$1"
+            echo "PROGRESS 0/1 waiting"
+            while :; do sleep 0.2; done
+            """)
         try script("argv.sh", """
             for a in "$@"; do printf 'ARG<%s>\\n' "$a"; done
             """)
@@ -281,6 +343,12 @@ struct CommandJobFixture {
                   tag: { type: string, pattern: '^[a-z0-9-]+$', required: true }
                 timeout: 1s
                 killGracePeriod: 2s
+              - name: cmd-graceful
+                executable: \(dir)/graceful.sh
+                arguments: ["\(dir)/{tag}.ready", "\(dir)/{tag}.cleaned"]
+                params:
+                  tag: { type: string, pattern: '^[a-z0-9-]+$', required: true }
+                killGracePeriod: 5s
               - name: cmd-argv
                 executable: \(dir)/argv.sh
                 arguments: ["--name={name}", "{name}", "{{literal}}", "{absent}"]
@@ -309,6 +377,16 @@ struct CommandJobFixture {
 
     func remove() {
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Waits for a script to create the file `name` in the directory.
+    func waitForFile(_ name: String, timeout: Duration = .seconds(20)) async throws {
+        let path = directory.appendingPathComponent(name).path
+        let deadline = ContinuousClock.now + timeout
+        while !FileManager.default.fileExists(atPath: path) {
+            try #require(ContinuousClock.now < deadline, "\(name) was not written within \(timeout)")
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Waits for the pids `tree.sh` and its background child write.
