@@ -145,32 +145,102 @@ public struct CommandJobSpec: Sendable {
         return arguments.compactMap { $0.render(texts) }
     }
 
-    /// The flags after which an interpreter takes code to run from the next
-    /// argument, by executable name (a prefix, so `python3.12` counts).
-    static let inlineCodeFlags: [(interpreter: String, flags: Set<String>)] = [
-        ("sh", ["-c"]), ("bash", ["-c"]), ("dash", ["-c"]), ("zsh", ["-c"]), ("ksh", ["-c"]), ("ash", ["-c"]),
-        ("busybox", ["-c"]), ("python", ["-c"]), ("perl", ["-e", "-E"]), ("ruby", ["-e"]),
-        ("node", ["-e", "-p", "--eval", "--print"]), ("php", ["-r"]), ("osascript", ["-e"]),
+    /// How an interpreter is told to run code given on its command line.
+    struct InlineCodeOptions: Sendable {
+        /// Letters of short options that take code: the code follows in the
+        /// same argument (`-cprint(1)`) or is the next argument that is not an
+        /// option (`-c`, `-ec`, `-le`, `-uc`).
+        var letters: Set<Character>
+        /// Long options that take code: `--eval code` or `--eval=code`.
+        var longOptions: Set<String> = []
+        /// Letters of short options whose value is the next argument (a
+        /// shell's `-o errexit`): that argument is skipped on the way to the code.
+        var valueLetters: Set<Character> = []
+        /// Whether `+e`, `+o name` are options too, as in a POSIX shell.
+        var plusOptions = false
+
+        static let shell = InlineCodeOptions(letters: ["c"], valueLetters: ["o", "O"], plusOptions: true)
+    }
+
+    /// The interpreters that run code from an argument, by executable name (a
+    /// prefix followed by no letter, so `python3.12` counts).
+    static let inlineCodeOptions: [(interpreter: String, options: InlineCodeOptions)] = [
+        ("sh", .shell), ("bash", .shell), ("dash", .shell), ("zsh", .shell), ("ksh", .shell), ("mksh", .shell),
+        ("ash", .shell), ("yash", .shell), ("busybox", .shell),
+        ("csh", .init(letters: ["c"])), ("tcsh", .init(letters: ["c"])),
+        ("fish", .init(letters: ["c", "C"], longOptions: ["--command", "--init-command"])),
+        ("python", .init(letters: ["c"])), ("pypy", .init(letters: ["c"])),
+        ("perl", .init(letters: ["e", "E"])), ("ruby", .init(letters: ["e"])),
+        ("node", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"])),
+        ("nodejs", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"])),
+        ("bun", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"])),
+        ("php", .init(letters: ["r", "B", "R", "E"],
+                      longOptions: ["--run", "--process-begin", "--process-code", "--process-end"])),
+        ("lua", .init(letters: ["e"])), ("Rscript", .init(letters: ["e"])), ("osascript", .init(letters: ["e"])),
     ]
 
     /// The index of an argument that is code for the executable to run (a
     /// shell's `-c` script, `python -c`, `perl -e`, …) and holds a
     /// placeholder: a param there is code, the one thing it must never be.
-    /// Shell flags may be combined (`-ec`).
+    ///
+    /// Interpreters read options the way getopt does, so the code letter may
+    /// sit anywhere in a cluster (`-ec`, `-le`, `-uc`), and the code is the
+    /// first argument after it that is not an option: further options
+    /// (`-c -e`), a shell option's value (`-o errexit`) and a `--` that ends
+    /// options may come first. A placeholder in any of those is refused too:
+    /// telling them from the code would take the interpreter's own parser, and
+    /// erring this way refuses a file rather than letting a param be code.
+    /// Arguments after the code (a shell's `$0`, `$1`, …) may hold placeholders.
     static func placeholderInInlineCode(executable: String, arguments: [ArgumentTemplate]) -> Int? {
         let name = (executable as NSString).lastPathComponent
-        guard let flags = inlineCodeFlags.first(where: { name == $0.interpreter || name.hasPrefix($0.interpreter)
-                                                     && !name.dropFirst($0.interpreter.count).contains(where: \.isLetter) })?.flags else {
+        guard let options = inlineCodeOptions.first(where: { name == $0.interpreter || name.hasPrefix($0.interpreter)
+                                                       && !name.dropFirst($0.interpreter.count).contains(where: \.isLetter) })?.options else {
             return nil
         }
-        let isShell = flags == ["-c"] && !name.hasPrefix("python")
-        for (index, template) in arguments.enumerated().dropLast() {
+        // Set from a code option until the code argument has been passed.
+        var awaitingCode = false
+        // Values of options such as `-o` still to be skipped before the code.
+        var pendingValues = 0
+        for (index, template) in arguments.enumerated() {
             let text = template.description
-            let takesCode = flags.contains(text)
-                || (isShell && text.hasPrefix("-") && !text.hasPrefix("--") && text.contains("c"))
-            if takesCode, !arguments[index + 1].paramNames.isEmpty { return index + 1 }
+            let hasPlaceholder = !template.paramNames.isEmpty
+            let letters = optionLetters(text, plusOptions: options.plusOptions)
+            if awaitingCode {
+                if hasPlaceholder { return index }
+                if let letters {
+                    pendingValues += letters.filter(options.valueLetters.contains).count
+                } else if text.count > 1, text.hasPrefix("-") || (options.plusOptions && text.hasPrefix("+")) {
+                    // `--`, `--name`, `--name=value`, `-Wall`: options; the code is still to come.
+                } else if pendingValues > 0 {
+                    pendingValues -= 1
+                } else {
+                    awaitingCode = false // This was the code.
+                }
+                continue
+            }
+            if options.longOptions.contains(text) {
+                awaitingCode = true
+            } else if let equals = text.firstIndex(of: "="), options.longOptions.contains(String(text[..<equals])) {
+                if hasPlaceholder { return index }
+            } else if let letters, letters.contains(where: options.letters.contains) {
+                awaitingCode = true
+                pendingValues = letters.filter(options.valueLetters.contains).count
+            } else if text.hasPrefix("-"), !text.hasPrefix("--"),
+                      text.dropFirst().prefix(while: { $0.isASCII && $0.isLetter }).contains(where: options.letters.contains) {
+                // Code in the same argument as its option: `-cprint(1)`, `-e{x}`.
+                if hasPlaceholder { return index }
+            }
         }
         return nil
+    }
+
+    /// The letters of a short-option cluster (`-ec`, `+o` for a shell): one
+    /// `-` (or `+`) and letters only; `nil` for anything else.
+    private static func optionLetters(_ text: String, plusOptions: Bool) -> Substring? {
+        guard let first = text.first, first == "-" || (plusOptions && first == "+") else { return nil }
+        let letters = text.dropFirst()
+        guard !letters.isEmpty, letters.allSatisfy({ $0.isASCII && $0.isLetter }) else { return nil }
+        return letters
     }
 
     static func isTypeName(_ name: String) -> Bool {

@@ -174,6 +174,59 @@ struct CommandJobConfigTests {
         #expect(message.contains(expected), "\(message)")
     }
 
+    /// The message a spec with these arguments and a string param `x` is
+    /// refused with, or `nil` when it is accepted.
+    static func inlineCodeRefusal(_ executable: String, _ arguments: [String]) -> String? {
+        do {
+            _ = try CommandJobSpec(name: "a", executable: executable, arguments: arguments,
+                                   params: ParamsSchema([.init("x", .string(), required: true)]))
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test("a placeholder in the code an interpreter runs is refused, however the option that gives the code is written",
+          arguments: [
+              ("/bin/sh", ["-c", "--", "echo hello {x}"], 2),
+              ("/bin/sh", ["-c", "-e", "echo {x}"], 2),
+              ("/bin/sh", ["+e", "-c", "+x", "echo {x}"], 3),
+              ("/bin/bash", ["-c", "-o", "pipefail", "echo {x} | wc -c"], 3),
+              ("/bin/bash", ["-co", "pipefail", "echo {x}"], 2),
+              ("/bin/bash", ["-c", "--norc", "echo {x}"], 2),
+              ("/usr/bin/perl", ["-le", "print qq({x})"], 1),
+              ("/usr/bin/perl", ["-ne", "print if /{x}/"], 1),
+              ("/usr/bin/perl", ["-pe", "s/a/{x}/"], 1),
+              ("/usr/bin/perl", ["-e{x}"], 0),
+              ("/usr/bin/python3", ["-uc", "print(\"{x}\")"], 1),
+              ("/usr/bin/python3.12", ["-cprint('{x}')"], 0),
+              ("/usr/bin/node", ["--eval", "console.log('{x}')"], 1),
+              ("/usr/bin/node", ["--eval=console.log('{x}')"], 0),
+              ("/usr/bin/node", ["--print", "'{x}'"], 1),
+              ("/usr/bin/ruby", ["-we", "puts '{x}'"], 1),
+              ("/usr/bin/php", ["--run", "echo '{x}';"], 1),
+          ] as [(String, [String], Int)])
+    func placeholderInInlineCodeRefused(executable: String, arguments: [String], refused: Int) {
+        let name = (executable as NSString).lastPathComponent
+        let message = Self.inlineCodeRefusal(executable, arguments) ?? "accepted"
+        #expect(message.hasPrefix(#"arguments[\#(refused)] "\#(arguments[refused])": a placeholder inside code for \#(name) to run"#
+                                  + " would let a param inject commands"), "\(message)")
+    }
+
+    @Test("placeholders after an interpreter's code stay allowed: they are its positional parameters, not code",
+          arguments: [
+              ("/bin/sh", [#"-c"#, #"echo "$1""#, "sh", "{x}"]),
+              ("/bin/sh", ["-ec", "--", #"cp "$1" /srv/out"#, "sh", "{x}"]),
+              ("/bin/bash", ["-o", "pipefail", "-c", #"echo "$1" | wc -c"#, "bash", "{x}"]),
+              ("/usr/bin/python3", ["-uc", "import sys; print(sys.argv[1])", "{x}"]),
+              ("/usr/bin/perl", ["-le", "print $ARGV[0]", "--", "{x}"]),
+              ("/usr/bin/node", ["--eval", "console.log(process.argv[1])", "--", "{x}"]),
+              ("/usr/bin/tar", ["-czf", "/srv/{x}.tar.gz", "-C", "/srv/data", "{x}"]),
+          ] as [(String, [String])])
+    func placeholderAfterInlineCodeAllowed(executable: String, arguments: [String]) {
+        #expect(Self.inlineCodeRefusal(executable, arguments) == nil)
+    }
+
     @Test("a command job type may not take the name of a type the worker already serves")
     func nameClashWithBuiltin() throws {
         let configuration = try Self.parse("jobs:\n  - name: ok\n    executable: /bin/true\n  - name: sleep\n    executable: /bin/sleep")
