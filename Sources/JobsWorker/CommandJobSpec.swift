@@ -71,10 +71,17 @@ public struct CommandJobSpec: Sendable {
                                           + (declared.isEmpty ? "" : " (declared: \(declared.sorted().joined(separator: ", ")))"))
             }
         }
-        if let index = Self.placeholderInInlineCode(executable: executable, arguments: templates) {
+        let interpreter = (executable as NSString).lastPathComponent
+        switch Self.placeholderInInlineCode(executable: executable, arguments: templates) {
+        case .inCode(let index)?:
             throw CommandJobSpecError("arguments[\(index)] \"\(templates[index])\": a placeholder inside code for "
-                + "\((executable as NSString).lastPathComponent) to run would let a param inject commands; "
+                + "\(interpreter) to run would let a param inject commands; "
                 + "pass the value as an argument of its own and refer to it from the code (\"$1\" in a shell)")
+        case .optionAfterCode(let index)?:
+            throw CommandJobSpecError("arguments[\(index)] \"\(templates[index])\": \(interpreter) reads options after its code, "
+                + "so a param beginning with - there could add code; put \"--\" before the arguments that hold params")
+        case nil:
+            break
         }
         for (param, value) in defaults.sorted(by: { $0.key < $1.key }) {
             guard let field = params.fields.first(where: { $0.name == param }) else {
@@ -158,6 +165,10 @@ public struct CommandJobSpec: Sendable {
         var valueLetters: Set<Character> = []
         /// Whether `+e`, `+o name` are options too, as in a POSIX shell.
         var plusOptions = false
+        /// Whether options are still read after the code (`perl -e code -e more`,
+        /// `node -e code --eval=more`) until a `--`: an argument there that
+        /// begins with a param could then be another option, and more code.
+        var optionsAfterCode = false
 
         static let shell = InlineCodeOptions(letters: ["c"], valueLetters: ["o", "O"], plusOptions: true)
     }
@@ -170,13 +181,14 @@ public struct CommandJobSpec: Sendable {
         ("csh", .init(letters: ["c"])), ("tcsh", .init(letters: ["c"])),
         ("fish", .init(letters: ["c", "C"], longOptions: ["--command", "--init-command"])),
         ("python", .init(letters: ["c"])), ("pypy", .init(letters: ["c"])),
-        ("perl", .init(letters: ["e", "E"])), ("ruby", .init(letters: ["e"])),
-        ("node", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"])),
-        ("nodejs", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"])),
-        ("bun", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"])),
+        ("perl", .init(letters: ["e", "E"], optionsAfterCode: true)), ("ruby", .init(letters: ["e"], optionsAfterCode: true)),
+        ("node", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"], optionsAfterCode: true)),
+        ("nodejs", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"], optionsAfterCode: true)),
+        ("bun", .init(letters: ["e", "p"], longOptions: ["--eval", "--print"], optionsAfterCode: true)),
         ("php", .init(letters: ["r", "B", "R", "E"],
-                      longOptions: ["--run", "--process-begin", "--process-code", "--process-end"])),
-        ("lua", .init(letters: ["e"])), ("Rscript", .init(letters: ["e"])), ("osascript", .init(letters: ["e"])),
+                      longOptions: ["--run", "--process-begin", "--process-code", "--process-end"], optionsAfterCode: true)),
+        ("lua", .init(letters: ["e"], optionsAfterCode: true)), ("Rscript", .init(letters: ["e"], optionsAfterCode: true)),
+        ("osascript", .init(letters: ["e"], optionsAfterCode: true)),
     ]
 
     /// The index of an argument that is code for the executable to run (a
@@ -190,8 +202,17 @@ public struct CommandJobSpec: Sendable {
     /// options may come first. A placeholder in any of those is refused too:
     /// telling them from the code would take the interpreter's own parser, and
     /// erring this way refuses a file rather than letting a param be code.
-    /// Arguments after the code (a shell's `$0`, `$1`, …) may hold placeholders.
-    static func placeholderInInlineCode(executable: String, arguments: [ArgumentTemplate]) -> Int? {
+    /// Arguments after the code (a shell's `$0`, `$1`, …) may hold placeholders;
+    /// for an interpreter that reads options after its code (perl, node, …) one
+    /// may not begin with a placeholder until a `--` has ended the options.
+    enum UnsafePlaceholder: Equatable {
+        /// In the code, or in an option on the way to it.
+        case inCode(Int)
+        /// Where the interpreter may still take it for an option, after its code.
+        case optionAfterCode(Int)
+    }
+
+    static func placeholderInInlineCode(executable: String, arguments: [ArgumentTemplate]) -> UnsafePlaceholder? {
         let name = (executable as NSString).lastPathComponent
         guard let options = inlineCodeOptions.first(where: { name == $0.interpreter || name.hasPrefix($0.interpreter)
                                                        && !name.dropFirst($0.interpreter.count).contains(where: \.isLetter) })?.options else {
@@ -199,6 +220,8 @@ public struct CommandJobSpec: Sendable {
         }
         // Set from a code option until the code argument has been passed.
         var awaitingCode = false
+        // Set once code was given to an interpreter that reads options after it, until `--`.
+        var optionsFollowCode = false
         // Values of options such as `-o` still to be skipped before the code.
         var pendingValues = 0
         for (index, template) in arguments.enumerated() {
@@ -206,7 +229,7 @@ public struct CommandJobSpec: Sendable {
             let hasPlaceholder = !template.paramNames.isEmpty
             let letters = optionLetters(text, plusOptions: options.plusOptions)
             if awaitingCode {
-                if hasPlaceholder { return index }
+                if hasPlaceholder { return .inCode(index) }
                 if let letters {
                     pendingValues += letters.filter(options.valueLetters.contains).count
                 } else if text.count > 1, text.hasPrefix("-") || (options.plusOptions && text.hasPrefix("+")) {
@@ -215,20 +238,28 @@ public struct CommandJobSpec: Sendable {
                     pendingValues -= 1
                 } else {
                     awaitingCode = false // This was the code.
+                    optionsFollowCode = options.optionsAfterCode
                 }
                 continue
+            }
+            if optionsFollowCode {
+                if text == "--" {
+                    optionsFollowCode = false
+                } else if text.hasPrefix("{"), !text.hasPrefix("{{"), hasPlaceholder {
+                    return .optionAfterCode(index) // A value beginning with `-` would be an option, perhaps more code.
+                }
             }
             if options.longOptions.contains(text) {
                 awaitingCode = true
             } else if let equals = text.firstIndex(of: "="), options.longOptions.contains(String(text[..<equals])) {
-                if hasPlaceholder { return index }
+                if hasPlaceholder { return .inCode(index) }
             } else if let letters, letters.contains(where: options.letters.contains) {
                 awaitingCode = true
                 pendingValues = letters.filter(options.valueLetters.contains).count
             } else if text.hasPrefix("-"), !text.hasPrefix("--"),
                       text.dropFirst().prefix(while: { $0.isASCII && $0.isLetter }).contains(where: options.letters.contains) {
                 // Code in the same argument as its option: `-cprint(1)`, `-e{x}`.
-                if hasPlaceholder { return index }
+                if hasPlaceholder { return .inCode(index) }
             }
         }
         return nil

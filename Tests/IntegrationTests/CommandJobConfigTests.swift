@@ -213,6 +213,20 @@ struct CommandJobConfigTests {
                                   + " would let a param inject commands"), "\(message)")
     }
 
+    @Test("a param beginning an argument after the code of an interpreter that reads options there is refused until --",
+          arguments: [
+              // `node -e 'console.log(1)' '--eval=…'` runs both; perl, ruby, php, lua take more -e alike.
+              ("/usr/bin/node", ["-e", "console.log(process.argv[1])", "{x}"], 2),
+              ("/usr/bin/perl", ["-le", "print $ARGV[0]", "{x}"], 2),
+              ("/usr/bin/ruby", ["-e", "puts ARGV[0]", "-w", "{x}.txt"], 3),
+              ("/usr/bin/php", ["-r", "echo $argv[1];", "{x}"], 2),
+          ] as [(String, [String], Int)])
+    func placeholderOptionAfterCodeRefused(executable: String, arguments: [String], refused: Int) {
+        let name = (executable as NSString).lastPathComponent
+        let message = Self.inlineCodeRefusal(executable, arguments) ?? "accepted"
+        #expect(message.hasPrefix(#"arguments[\#(refused)] "\#(arguments[refused])": \#(name) reads options after its code"#), "\(message)")
+    }
+
     @Test("placeholders after an interpreter's code stay allowed: they are its positional parameters, not code",
           arguments: [
               ("/bin/sh", [#"-c"#, #"echo "$1""#, "sh", "{x}"]),
@@ -221,6 +235,7 @@ struct CommandJobConfigTests {
               ("/usr/bin/python3", ["-uc", "import sys; print(sys.argv[1])", "{x}"]),
               ("/usr/bin/perl", ["-le", "print $ARGV[0]", "--", "{x}"]),
               ("/usr/bin/node", ["--eval", "console.log(process.argv[1])", "--", "{x}"]),
+              ("/usr/bin/perl", ["-e", "print $ARGV[0]", "file-{x}"]),
               ("/usr/bin/tar", ["-czf", "/srv/{x}.tar.gz", "-C", "/srv/data", "{x}"]),
           ] as [(String, [String])])
     func placeholderAfterInlineCodeAllowed(executable: String, arguments: [String]) {
