@@ -73,6 +73,8 @@ public struct APIDocument: Sendable {
         for (name, property) in properties where !required.contains(name) {
             guard case .object(var members) = property, let type = members["type"]?.stringValue else { continue }
             members["type"] = [.string(type), "null"]
+            // An enum lists every value allowed, whatever the type says.
+            if case .array(let values)? = members["enum"], !values.contains(.null) { members["enum"] = .array(values + [.null]) }
             properties[name] = .object(members)
         }
         root["properties"] = .object(properties)

@@ -54,14 +54,7 @@ public func buildGateway(
     }
     router.add(middleware: ProblemMiddleware(bodyLimit: configuration.maxBodyBytes, logger: logger))
     if let dashboard = dashboardDirectory(configuration.dashboardDirectory) {
-        let utf8 = ("charset", "utf-8")
-        router.add(middleware: FileMiddleware(dashboard, cacheControl: .init([(MediaType(type: .any), [.noCache])]),
-                                              searchForIndexHtml: true, logger: logger)
-            .withAdditionalMediaTypes(forFileExtensions: [
-                "html": MediaType(type: .text, subType: "html", parameter: utf8),
-                "js": MediaType(type: .text, subType: "javascript", parameter: utf8),
-                "css": MediaType(type: .text, subType: "css", parameter: utf8),
-            ]))
+        router.add(middleware: DashboardFiles(directory: dashboard, logger: logger))
     } else {
         logger.warning("the dashboard's files are missing; / will answer 404")
     }

@@ -211,7 +211,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return ProblemDetails.http(.badRequest, detail: "the request could not be read: \(error)")
         case let error as any HTTPResponseError:
             // The router says 404 for a known path with another method; that is a 405.
-            let allowed = Endpoint.methods(allowedOn: request.uri.path)
+            let allowed = DashboardPaths.all.contains(request.uri.path)
+                ? DashboardPaths.methods : Endpoint.methods(allowedOn: request.uri.path)
             if error.status == .notFound, !allowed.isEmpty {
                 var problem = ProblemDetails.http(.methodNotAllowed, detail: "\(request.method) is not allowed on \(request.uri.path); "
                                                   + "allowed: \(allowed.map(\.rawValue).joined(separator: ", "))")

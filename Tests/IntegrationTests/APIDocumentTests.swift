@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import JobsCore
 import JobsGateway
 import Testing
@@ -57,7 +58,9 @@ struct APIDocumentTests {
 
     @Test("served, it describes each job type's params, and its JSON and YAML forms agree")
     func servedDocument() async throws {
-        let echo = JobTypeDescriptor(name: "echo", summary: "Echoes.", params: ParamsSchema([.init("text", .string(maxLength: 10), required: true)]))
+        let echo = JobTypeDescriptor(name: "echo", summary: "Echoes.", params: ParamsSchema([
+            .init("text", .string(maxLength: 10), required: true), .init("mode", .string(allowed: ["a", "b"])),
+        ]))
         try await TestCluster().withGateway(worker: false, configure: { $0.jobTypes.append(echo); $0.maxPageSize = 120 }) { client in
             let json = try await client.request(.get, "/openapi.json")
             #expect(json.status == .ok)
@@ -66,8 +69,12 @@ struct APIDocumentTests {
             #expect(document["openapi"] == "3.1.0")
             let alternatives = try #require(document["components"]?["schemas"]?["SubmitJobRequest"]?["oneOf"]?.arrayValue)
             #expect(alternatives.compactMap { $0["properties"]?["type"]?["const"]?.stringValue } == ["echo", "noop", "sleep"])
-            // As the type announces it, but with null allowed where a param may be left out.
-            #expect(alternatives[0]["properties"]?["params"] == echo.params.jsonSchema)
+            // As the type announces it, but with null allowed where a param may be left out
+            // (in an enum's list too, or a null would fail it whatever the type says).
+            let echoParams = alternatives[0]["properties"]?["params"]
+            #expect(echoParams?["properties"]?["text"] == echo.params.jsonSchema["properties"]?["text"])
+            #expect(echoParams?["properties"]?["mode"]?["type"] == ["string", "null"])
+            #expect(echoParams?["properties"]?["mode"]?["enum"] == ["a", "b", .null])
             let sleepSteps = alternatives[2]["properties"]?["params"]?["properties"]?["steps"]?["type"]
             #expect(sleepSteps == ["integer", "null"])
             #expect(document["security"] == .array([]), "authentication is off in this gateway, and the document says so")
@@ -121,6 +128,18 @@ struct APIDocumentTests {
             let missing = try await client.request(.get, "/no-such-file.html")
             #expect(missing.status == .notFound)
             #expect(missing.headers[.contentType] == "application/problem+json")
+
+            // Whole files only: a range past the end once got a 206 with a negative Content-Length.
+            let whole = try await client.request(.get, "/dashboard.js")
+            let ranged = try await client.request(.get, "/dashboard.js", headers: [.range: "bytes=999999-"])
+            #expect(ranged.status == .ok && ranged.body == whole.body)
+            #expect(ranged.headers[.contentLength] == String(whole.body.readableBytes) && ranged.headers[.contentRange] == nil)
+            // Only the files' own paths; another method there is a 405.
+            #expect(try await client.request(.get, "/index.html/").status == .notFound)
+            for (method, path) in [(HTTPRequest.Method.post, "/"), (.delete, "/dashboard.js")] {
+                let refused = try await client.request(method, path)
+                #expect(refused.status == .methodNotAllowed && refused.headers[.allow] == "GET, HEAD", "\(method) \(path): \(refused.status)")
+            }
         }
     }
 
