@@ -43,8 +43,9 @@ struct LineSplitter: Sendable {
         return line
     }
 
-    /// Drops control characters (terminal escapes, backspaces, NULs) but tabs,
-    /// so a line shows the same on a dashboard as in a log.
+    /// Drops control characters (terminal escapes, backspaces, NULs, and the C1
+    /// controls of U+0080–U+009F) but tabs, so a line shows the same on a
+    /// dashboard as in a log.
     static func printable(_ text: String) -> String {
         guard text.unicodeScalars.contains(where: isControl) else { return text }
         var scalars = String.UnicodeScalarView()
@@ -53,12 +54,17 @@ struct LineSplitter: Sendable {
     }
 
     private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        (scalar.value < 0x20 && scalar != "\t") || scalar.value == 0x7F
+        (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value)
     }
 }
 
 /// The last lines of one output stream, bounded by count and by bytes, and how
 /// many lines there were in all.
+///
+/// Bytes are counted as the lines take in the job's JSON result, where `"`,
+/// `\`, `/` and a tab are escaped to two: counted raw, two tails of backslashes
+/// came to twice their limit and the result of a command that succeeded was
+/// refused as too large.
 struct OutputTail: Sendable {
     let maxLines: Int
     let maxBytes: Int
@@ -79,12 +85,33 @@ struct OutputTail: Sendable {
     mutating func append(_ line: String) {
         totalLines += 1
         guard maxLines > 0, maxBytes > 0 else { return }
-        let line = line.utf8.count <= maxBytes ? line : String(decoding: line.utf8.prefix(maxBytes), as: UTF8.self)
+        let line = Self.jsonBytes(line) <= maxBytes ? line : Self.prefix(of: line, jsonBytes: maxBytes)
         lines.append(line)
-        bytes += line.utf8.count
+        bytes += Self.jsonBytes(line)
         while lines.count > maxLines || bytes > maxBytes {
-            bytes -= lines.removeFirst().utf8.count
+            bytes -= Self.jsonBytes(lines.removeFirst())
         }
+    }
+
+    /// The bytes of `text` inside a JSON string (control characters are gone already).
+    static func jsonBytes(_ text: some StringProtocol) -> Int {
+        text.utf8.reduce(0) { $0 + (isEscaped($1) ? 2 : 1) }
+    }
+
+    private static func isEscaped(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\t")
+    }
+
+    /// The longest start of `text`, whole characters, within `limit` JSON bytes.
+    private static func prefix(of text: String, jsonBytes limit: Int) -> String {
+        var used = 0
+        var end = text.startIndex
+        for index in text.indices {
+            used += jsonBytes(String(text[index]))
+            guard used <= limit else { break }
+            end = text.index(after: index)
+        }
+        return String(text[..<end])
     }
 }
 

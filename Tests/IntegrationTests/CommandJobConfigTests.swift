@@ -301,5 +301,23 @@ struct CommandJobConfigTests {
         var byCount = OutputTail(maxLines: 2, maxBytes: 100)
         for line in ["a", "b", "c"] { byCount.append(line) }
         #expect(byCount.lines == ["b", "c"])
+        #expect(LineSplitter.printable("a\u{85}b\u{9B}c\u{A0}d") == "abc\u{A0}d", "C1 controls go, a no-break space stays")
+    }
+
+    @Test("a tail is bounded by its size in the JSON result, where backslashes, quotes and slashes take two bytes")
+    func tailBoundedAsJSON() throws {
+        let limit = CommandJobSpec.maxOutputTailBytes
+        // Once: two such tails took 65,629 bytes of JSON, and a command that exited 0 failed result_too_large.
+        var tail = OutputTail(maxLines: 50, maxBytes: limit)
+        for _ in 0..<5 { tail.append(String(repeating: "\\", count: 4095)) }
+        #expect(tail.lines.count == 2)
+        var long = OutputTail(maxLines: 50, maxBytes: limit)
+        long.append(String(repeating: "/\"", count: 10_000))
+        for lines in [tail.lines, long.lines] {
+            let json = try WireFormat.encode(JSONValue.array(lines.map { .string($0) }))
+            // Less the brackets, and each line's quotes and comma.
+            #expect(json.count - 2 - 3 * lines.count <= limit, "\(json.count) bytes of JSON for \(lines.count) lines")
+        }
+        #expect(long.lines.first?.count == limit / 2, "cut at whole characters within the limit")
     }
 }
