@@ -20,7 +20,9 @@ public struct JobRegistry: Sendable {
     /// passed `schema`; params that pass it but don't decode (the schema and the
     /// type disagree) end the job `failed` with `invalid_params` at once, not
     /// retried. The handler's return value becomes the job's `result` (none when
-    /// it encodes to `null`: a `nil` optional, or ``NoResult``). Times in params
+    /// it encodes to `null`: a `nil` optional, or ``NoResult``); one that can't be
+    /// encoded as JSON (a NaN) ends the job `failed` with `invalid_result` at once,
+    /// since another attempt would give it again. Times in params
     /// and results are RFC 3339 text, as everywhere on the wire. A schema
     /// `pattern` that is not a valid regular expression stops the program here.
     public mutating func register<Params: Decodable & Sendable, Output: Encodable & Sendable>(
@@ -47,8 +49,13 @@ public struct JobRegistry: Sendable {
                 throw NonRetryableError(code: "invalid_params", message: "params do not fit \(name): \(error)")
             }
             let output = try await handler(params, context)
+            let result: JSONValue
+            do {
+                result = try Self.jsonValue(of: output)
+            } catch {
+                throw NonRetryableError(code: "invalid_result", message: "the result cannot be encoded as JSON: \(error)")
+            }
             // Not `result == .null ? nil : result`: that `nil` is JSONValue's nil literal, `.null`.
-            let result = try Self.jsonValue(of: output)
             return result == .null ? JSONValue?.none : result
         }
     }

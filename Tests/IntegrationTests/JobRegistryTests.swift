@@ -70,6 +70,20 @@ struct JobRegistryTests {
         }
     }
 
+    @Test("a result that can't be JSON fails the job as invalid_result, not to be retried")
+    func resultThatIsNotJSON() async throws {
+        struct Ratio: Encodable, Sendable { var value: Double }
+        var registry = JobRegistry()
+        registry.register("divide", params: [String: Double].self) { params, _ in Ratio(value: params["a", default: 0] / 0 * 0) }
+        await #expect {
+            try await Self.run(registry, "divide", ["a": 1])
+        } throws: { error in
+            // Once a plain error: retried as handler_error, the handler's side effects repeated.
+            guard let error = (error as? NonRetryableError)?.error else { return false }
+            return error.code == "invalid_result" && error.message.hasPrefix("the result cannot be encoded as JSON:")
+        }
+    }
+
     @Test("times in params and results are RFC 3339 text, as on the wire")
     func timesAsText() async throws {
         struct Window: Codable, Sendable { var from: Date }
