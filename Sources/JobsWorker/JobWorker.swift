@@ -322,8 +322,12 @@ private struct Runner: Sendable {
     private func handBack(_ execution: JobExecution, logger: Logger) async {
         guard let requeued = try? execution.advance({ try $0.requeued() }) else { return }
         releaseSlot(execution)
-        _ = await publisher.publish(requeued)
-        logger.info("job handed back", metadata: ["next.attempt": "\(requeued.attempt)"])
+        if await publisher.publish(requeued) {
+            logger.info("job handed back", metadata: ["next.attempt": "\(requeued.attempt)"])
+        } else {
+            // Its command is still uncommitted: the next owner finds the job running and runs that attempt.
+            logger.warning("job handed back unannounced: its queued snapshot was not published", metadata: ["next.attempt": "\(requeued.attempt)"])
+        }
     }
 
     /// Publishes the job's final snapshot and, once acknowledged, lets its offset be committed.
