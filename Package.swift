@@ -98,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "FaultWorker",
             dependencies: [
-                "JobsWorker", "KafkaClient", "JobsLogging",
+                "JobsWorker", "KafkaClient", "JobsLogging", "JobsOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

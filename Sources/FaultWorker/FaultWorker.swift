@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobsCore
 import JobsLogging
+import JobsOptions
 import JobsWorker
 import KafkaClient
 import Logging
@@ -55,7 +56,7 @@ struct FaultWorker: AsyncParsableCommand {
         }
         let configuration = WorkerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: brokers,
-                                      properties: try KafkaConfiguration.properties(fromAssignments: kafkaProperties)),
+                                      properties: try OptionValues().assignments(kafkaProperties, "--kafka")),
             workerID: workerID, concurrency: concurrency, drainTimeout: .seconds(drainTimeout)
         )
         let logger = Logger(label: "jobs.worker")

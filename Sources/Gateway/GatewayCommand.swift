@@ -72,7 +72,7 @@ struct GatewayCommand: AsyncParsableCommand {
     var commandJobs: String?
 
     @Option(parsing: .unconditional, help: "Embedded mode: jobs run at once by the in-process worker, 1 to 100000.")
-    var workerConcurrency: Int = 16
+    var workerConcurrency: Int?
 
     @Option(help: "Consumer group of the workers, whose lag /metrics reports (the embedded worker's too). [env: JOBS_GROUP] (default: jobs-workers)")
     var group: String?
@@ -128,7 +128,13 @@ struct GatewayCommand: AsyncParsableCommand {
         for origin in origins where !Self.isOrigin(origin.text) {
             throw ValidationError("\(origin.source): '\(origin.text)' is not an origin: scheme://host[:port], no path or trailing /")
         }
-        try Bounds.between(1, 100_000).check(workerConcurrency, source: "--worker-concurrency")
+        // Options of the in-process worker: without one, they would be ignored without a word.
+        for (option, given) in [("--worker-concurrency", workerConcurrency != nil), ("--command-jobs", commandJobs != nil)]
+        where given && !embedded {
+            throw ValidationError("\(option) applies only with --embedded (to its in-process worker)")
+        }
+        let embeddedConcurrency = workerConcurrency ?? 16
+        try Bounds.between(1, 100_000).check(embeddedConcurrency, source: "--worker-concurrency")
         let workerGroup = try options.nonEmptyText(group, "--group", "JOBS_GROUP") ?? "jobs-workers"
         let limits = (
             params: try options.value(maxParamsBytes, "--max-params-bytes", "JOBS_MAX_PARAMS_BYTES", default: 16 * 1024, .atLeast(1)),
@@ -155,7 +161,7 @@ struct GatewayCommand: AsyncParsableCommand {
         // 0 asks the system for a free port; the log says which.
         let listenPort = try options.value(port, "--port", "JOBS_PORT", default: 8080, .between(0, 65535))
         var properties = KafkaConfiguration.properties(fromEnvironment: env)
-        properties.merge(try KafkaConfiguration.properties(fromAssignments: kafkaProperties)) { _, flag in flag }
+        properties.merge(try options.assignments(kafkaProperties, "--kafka")) { _, flag in flag }
 
         var cluster: EmbeddedKafkaCluster?
         let bootstrap: String
@@ -199,7 +205,7 @@ struct GatewayCommand: AsyncParsableCommand {
             authentication: keys.isEmpty ? .disabled : .apiKeys(keys),
             allowedOrigins: origins.map(\.text),
             maxParamsBytes: limits.params, maxPageSize: limits.page, maxStreamsPerClient: limits.streams,
-            dashboardDirectory: options.text(dashboardDir, "JOBS_DASHBOARD_DIR")
+            dashboardDirectory: try Self.directory(options, dashboardDir, "--dashboard-dir", "JOBS_DASHBOARD_DIR")
         )
 
         var extraServices: [any Service] = []
@@ -208,7 +214,7 @@ struct GatewayCommand: AsyncParsableCommand {
             let worker = JobWorker(
                 configuration: WorkerConfiguration(kafka: kafka, topics: topics, groupID: workerGroup,
                                                    workerID: "embedded-\(ProcessInfo.processInfo.processIdentifier)",
-                                                   concurrency: workerConcurrency,
+                                                   concurrency: embeddedConcurrency,
                                                    // The in-memory broker stops with the process: a job handed
                                                    // back would go nowhere, so don't wait long for running ones.
                                                    drainTimeout: .seconds(2)),
@@ -237,6 +243,17 @@ struct GatewayCommand: AsyncParsableCommand {
         case .disabled: "OFF: anyone who can reach the port may do anything"
         case .apiKeys(let keys): "API keys: " + keys.map(\.name).joined(separator: ", ")
         }
+    }
+
+    /// A folder from the option or its variable, refused unless it exists: a
+    /// mistyped one served nothing, with nothing said.
+    private static func directory(_ options: OptionValues, _ given: String?, _ option: String, _ variable: String) throws -> String? {
+        guard let path = options.text(given, variable) else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("\(given == nil ? variable : option): '\(path)' is not an existing directory")
+        }
+        return path
     }
 
     /// Whether `text` is what a browser sends as `Origin`: `scheme://host[:port]`

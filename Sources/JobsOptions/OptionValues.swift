@@ -44,6 +44,19 @@ public struct OptionValues: Sendable {
         return text
     }
 
+    /// `key=value` settings of a repeatable option (`--kafka linger.ms=1`): a
+    /// setting without `=` or without a key is a usage error naming the option.
+    public func assignments(_ given: [String], _ option: String) throws -> [String: String] {
+        var settings: [String: String] = [:]
+        for assignment in given {
+            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
+                throw ValidationError("\(option): '\(assignment)' is not key=value")
+            }
+            settings[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
+        }
+        return settings
+    }
+
     /// A value from the command line or the variable, or `nil` if neither has one.
     public func value<Value: OptionValue>(
         _ given: Value?, _ option: String, _ variable: String, _ bounds: Bounds<Value> = .any

@@ -70,16 +70,4 @@ extension KafkaConfiguration {
     private static let jvmToolVariables: Set<String> = [
         "HOME", "OPTS", "HEAP_OPTS", "JVM_PERFORMANCE_OPTS", "LOG4J_OPTS", "JMX_OPTS", "GC_LOG_OPTS", "DEBUG", "VERSION",
     ]
-
-    /// librdkafka properties from `key=value` arguments (`--kafka linger.ms=5`).
-    public static func properties(fromAssignments assignments: [String]) throws(KafkaError) -> [String: String] {
-        var properties: [String: String] = [:]
-        for assignment in assignments {
-            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
-                throw .invalidConfiguration("expected key=value, got \(assignment)")
-            }
-            properties[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
-        }
-        return properties
-    }
 }

@@ -63,7 +63,7 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let env = options.environment
         var properties = KafkaConfiguration.properties(fromEnvironment: env)
-        properties.merge(try KafkaConfiguration.properties(fromAssignments: kafkaProperties)) { _, flag in flag }
+        properties.merge(try options.assignments(kafkaProperties, "--kafka")) { _, flag in flag }
 
         let configuration = WorkerConfiguration(
             kafka: KafkaConfiguration(bootstrapServers: bootstrap, properties: properties),

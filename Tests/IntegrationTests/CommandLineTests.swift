@@ -105,11 +105,17 @@ struct CommandLineTests {
         try await expectRefused(refusal)
     }
 
-    @Test("an option value that isn't an origin or a log level is refused, not ignored", arguments: [
+    @Test("an option that isn't an origin, a log level, a folder or key=value, or that only --embedded takes, is refused, not ignored", arguments: [
         Refusal.gateway(["--port", "0", "--allow-origin", "https://app.example.com/"],
                         "--allow-origin: 'https://app.example.com/' is not an origin: scheme://host[:port], no path or trailing /"),
         Refusal.gateway(["--port", "0", "--log-level", "verbose"],
                         "--log-level: 'verbose' is not one of trace, debug, info, notice, warning, error, critical"),
+        Refusal.gateway(["--port", "0"], env: ["JOBS_DASHBOARD_DIR": "/no/such/dir"],
+                        "JOBS_DASHBOARD_DIR: '/no/such/dir' is not an existing directory"),
+        Refusal.gateway(["--port", "0", "--worker-concurrency", "4"], "--worker-concurrency applies only with --embedded (to its in-process worker)"),
+        Refusal.gateway(["--port", "0", "--command-jobs", "/etc/jobs.yaml"], "--command-jobs applies only with --embedded (to its in-process worker)"),
+        Refusal.gateway(["--port", "0", "--kafka", "=1"], "--kafka: '=1' is not key=value"),
+        Refusal.worker(["--kafka", "linger.ms"], "--kafka: 'linger.ms' is not key=value"),
     ])
     func badWordIsRefused(refusal: Refusal) async throws {
         try await expectRefused(refusal)
