@@ -9,6 +9,19 @@ public struct JobTypeDescriptor: Sendable, Hashable {
         self.summary = summary
         self.params = params
     }
+
+    /// What a job type's name may be, in words.
+    public static let nameRule = "1 to 100 of A-Z a-z 0-9 . _ : -, starting with a letter or digit"
+
+    /// Whether `name` can name a job type (``nameRule``): text that stays one word
+    /// in URLs, logs and metric labels.
+    public static func isValidName(_ name: String) -> Bool {
+        guard (1...100).contains(name.count), let first = name.unicodeScalars.first,
+              first.isASCII, first.properties.isAlphabetic || ("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-_:".unicodeScalars.contains($0))
+        }
+    }
 }
 
 /// The job types every worker serves out of the box.

@@ -47,8 +47,8 @@ public struct CommandJobSpec: Sendable {
         killGracePeriod: Duration = CommandJobSpec.defaultKillGracePeriod,
         outputTailLines: Int = 50, outputTailBytes: Int = 8 * 1024
     ) throws(CommandJobSpecError) {
-        guard Self.isTypeName(name) else {
-            throw CommandJobSpecError("name: \"\(name)\" is not a job type name (1 to 100 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)")
+        guard JobTypeDescriptor.isValidName(name) else {
+            throw CommandJobSpecError("name: \"\(name)\" is not a job type name (\(JobTypeDescriptor.nameRule))")
         }
         guard executable.hasPrefix("/") else {
             throw CommandJobSpecError("executable: \"\(executable)\" must be an absolute path")
@@ -272,14 +272,6 @@ public struct CommandJobSpec: Sendable {
         let letters = text.dropFirst()
         guard !letters.isEmpty, letters.allSatisfy({ $0.isASCII && $0.isLetter }) else { return nil }
         return letters
-    }
-
-    static func isTypeName(_ name: String) -> Bool {
-        guard (1...100).contains(name.count), let first = name.unicodeScalars.first,
-              first.isASCII, first.properties.isAlphabetic || ("0"..."9").contains(first) else { return false }
-        return name.unicodeScalars.allSatisfy {
-            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || ".-_:".unicodeScalars.contains($0))
-        }
     }
 }
 

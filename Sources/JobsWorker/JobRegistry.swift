@@ -23,8 +23,12 @@ public struct JobRegistry: Sendable {
     /// it encodes to `null`: a `nil` optional, or ``NoResult``); one that can't be
     /// encoded as JSON (a NaN) ends the job `failed` with `invalid_result` at once,
     /// since another attempt would give it again. Times in params
-    /// and results are RFC 3339 text, as everywhere on the wire. A schema
-    /// `pattern` that is not a valid regular expression stops the program here.
+    /// and results are RFC 3339 text, as everywhere on the wire.
+    ///
+    /// Registering a name again replaces its handler (a built-in type's too).
+    /// A name that is not a job type name (``JobTypeDescriptor/nameRule``) or a
+    /// schema `pattern` that is not a valid regular expression stops the program
+    /// here: no job could ever reach such a type, and no one would say why.
     public mutating func register<Params: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String,
         params: Params.Type = Params.self,
@@ -33,6 +37,7 @@ public struct JobRegistry: Sendable {
         options: JobOptions = JobOptions(),
         handler: @escaping @Sendable (Params, JobContext) async throws -> Output
     ) {
+        precondition(JobTypeDescriptor.isValidName(name), "job type \"\(name)\": not a job type name (\(JobTypeDescriptor.nameRule))")
         for field in schema.fields {
             guard case .string(_, _, let pattern?) = field.type else { continue }
             // A mistake in the code, caught at start-up: a gateway can't read such a

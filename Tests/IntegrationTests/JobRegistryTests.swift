@@ -102,6 +102,25 @@ struct JobRegistryTests {
         }
     }
 
+    @Test("registering a type under a name no job could be submitted with stops the program at once")
+    func invalidNameIsCaughtAtRegistration() async {
+        await #expect(processExitsWith: .failure) {
+            var registry = JobRegistry()
+            registry.register("two words", params: JSONValue.self) { params, _ in params }
+        }
+        for name in ["", "two words", "-dash", String(repeating: "a", count: 101)] {
+            #expect(!JobTypeDescriptor.isValidName(name), "\(name)")
+        }
+        #expect(JobTypeDescriptor.isValidName("resize.v2:png_small-1"))
+    }
+
+    @Test("registering a name again replaces its handler, a built-in type's too")
+    func registeringAgainReplaces() async throws {
+        var registry = JobRegistry.builtin
+        registry.register("noop", params: JSONValue.self) { _, _ in "mine" as JSONValue }
+        #expect(try await registry.run("noop", params: [:], context: JobContext(type: "noop")) == "mine")
+    }
+
     @Test("a handler returning NoResult leaves the job without a result")
     func noResult() async throws {
         var registry = JobRegistry()
