@@ -190,6 +190,13 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // A path with a bad %-escape (`/jobs/%zz`) names nothing: 400, not a 404
+        // for whatever a route would make of its raw text.
+        let path = request.uri.path
+        if path.utf8.contains(UInt8(ascii: "%")), path.removingPercentEncoding == nil {
+            return try ProblemDetails.http(.badRequest, detail: "the request's path can't be read: \(path)")
+                .response(from: request, context: context)
+        }
         do {
             return try await next(request, context)
         } catch {
