@@ -85,7 +85,12 @@ public struct SubmitRequest: Sendable, Hashable {
         }
         let paramViolations = descriptor.params.violations(of: params)
         guard paramViolations.isEmpty else { return .failure(.invalidParams(type: typeName, paramViolations)) }
-        return .success(SubmitRequest(type: typeName, params: params, maxAttempts: optionValues["maxAttempts"]?.intValue,
+        // A param given as null is one left out (as the schema check took it): the
+        // job carries one form of it, and a request repeated with or without the
+        // nulls is the same request to its Idempotency-Key.
+        var given = params
+        if case .object(let members) = params { given = .object(members.filter { $0.value != .null }) }
+        return .success(SubmitRequest(type: typeName, params: given, maxAttempts: optionValues["maxAttempts"]?.intValue,
                                       timeoutMs: optionValues["timeoutMs"]?.intValue,
                                       orderingKey: optionValues["orderingKey"]?.stringValue))
     }
