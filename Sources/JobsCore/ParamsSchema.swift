@@ -75,9 +75,12 @@ extension ParamsSchema.FieldType {
     fileprivate func problem(with value: JSONValue) -> String? {
         switch (self, value) {
         case (.integer(let minimum, let maximum), .number(let n)):
-            guard n.rounded() == n, abs(n) < 9.007e15 else { return "must be an integer" }
+            guard n.rounded() == n else { return "must be an integer" }
+            // Bounds first: 9007199254740993 is an integer, just too large.
             if let minimum, n < Double(minimum) { return "must be at least \(minimum)" }
             if let maximum, n > Double(maximum) { return "must be at most \(maximum)" }
+            // The bound every integer on the wire keeps (JSONValue.intValue): just under 2^53.
+            guard abs(n) < 9.007e15 else { return "must be an integer under 9007000000000000 in magnitude" }
             return nil
         case (.number(let minimum, let maximum), .number(let n)):
             if let minimum, n < minimum { return "must be at least \(minimum)" }

@@ -66,6 +66,9 @@ struct SubmitRequestTests {
         .params("steps is a string", #"{"type": "sleep", "params": {"steps": "5"}}"#, [("/params/steps", "must be integer, not string")]),
         .params("steps is a boolean", #"{"type": "sleep", "params": {"steps": true}}"#, [("/params/steps", "must be integer, not boolean")]),
         .params("steps is not whole", #"{"type": "sleep", "params": {"steps": 2.5}}"#, [("/params/steps", "must be an integer")]),
+        .params("steps is whole but past 2^53, and over its maximum", #"{"type": "sleep", "params": {"steps": 9007199254740993}}"#,
+                [("/params/steps", "must be at most 100000")]),
+        .params("steps is 1e23", #"{"type": "sleep", "params": {"steps": 1e23}}"#, [("/params/steps", "must be at most 100000")]),
         .params("steps below minimum", #"{"type": "sleep", "params": {"steps": 0}}"#, [("/params/steps", "must be at least 1")]),
         .params("steps above maximum", #"{"type": "sleep", "params": {"steps": 100001}}"#, [("/params/steps", "must be at most 100000")]),
         .params("stepMs negative", #"{"type": "sleep", "params": {"stepMs": -1}}"#, [("/params/stepMs", "must be at least 0")]),
@@ -164,6 +167,11 @@ struct ParamsSchemaTests {
         #expect(schema.violations(of: ["name": "a", "mode": "medium"]) == [.init(pointer: "/params/mode", detail: "must be one of fast, slow")])
         #expect(schema.violations(of: ["name": "a", "ratio": 1.5]) == [.init(pointer: "/params/ratio", detail: "must be at most 1.0")])
         #expect(schema.violations(of: ["name": "a", "dryRun": 1]) == [.init(pointer: "/params/dryRun", detail: "must be boolean, not integer")])
+        // An integer without bounds still has the wire's: near 2^53 it can't be told from its neighbours.
+        let count = ParamsSchema([.init("count", .integer())])
+        #expect(count.violations(of: ["count": 9_006_999_999_999_999]).isEmpty)
+        #expect(count.violations(of: ["count": 1e17])
+            == [.init(pointer: "/params/count", detail: "must be an integer under 9007000000000000 in magnitude")])
     }
 
     @Test("params that are not an object are one violation at /params")
