@@ -205,7 +205,7 @@ struct GatewayCommand: AsyncParsableCommand {
             authentication: keys.isEmpty ? .disabled : .apiKeys(keys),
             allowedOrigins: origins.map(\.text),
             maxParamsBytes: limits.params, maxPageSize: limits.page, maxStreamsPerClient: limits.streams,
-            dashboardDirectory: try Self.directory(options, dashboardDir, "--dashboard-dir", "JOBS_DASHBOARD_DIR")
+            dashboardDirectory: try options.existingDirectory(dashboardDir, "--dashboard-dir", "JOBS_DASHBOARD_DIR")
         )
 
         var extraServices: [any Service] = []
@@ -243,17 +243,6 @@ struct GatewayCommand: AsyncParsableCommand {
         case .disabled: "OFF: anyone who can reach the port may do anything"
         case .apiKeys(let keys): "API keys: " + keys.map(\.name).joined(separator: ", ")
         }
-    }
-
-    /// A folder from the option or its variable, refused unless it exists: a
-    /// mistyped one served nothing, with nothing said.
-    private static func directory(_ options: OptionValues, _ given: String?, _ option: String, _ variable: String) throws -> String? {
-        guard let path = options.text(given, variable) else { return nil }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("\(given == nil ? variable : option): '\(path)' is not an existing directory")
-        }
-        return path
     }
 
     /// Whether `text` is what a browser sends as `Origin`: `scheme://host[:port]`

@@ -138,18 +138,24 @@ public struct JobError: Sendable, Hashable, Codable, Error {
 }
 
 extension String {
+    /// The longest start of this text, in whole characters, whose size (as
+    /// `size` counts each character's bytes) stays within `limit`.
+    public func prefix(fittingIn limit: Int, size: (Character) -> Int) -> Substring {
+        var used = 0
+        var end = startIndex
+        for index in indices {
+            used += size(self[index])
+            guard used <= limit else { break }
+            end = self.index(after: index)
+        }
+        return self[..<end]
+    }
+
     /// At most `limit` bytes of UTF-8, cut at a character boundary and ending in
     /// "…" when cut.
     func truncatedUTF8(to limit: Int) -> String {
         guard utf8.count > limit else { return self }
         let marker = "…"
-        var budget = limit - marker.utf8.count
-        var end = startIndex
-        for index in indices {
-            budget -= self[index].utf8.count
-            guard budget >= 0 else { break }
-            end = self.index(after: index)
-        }
-        return self[..<end] + marker
+        return prefix(fittingIn: limit - marker.utf8.count) { $0.utf8.count } + marker
     }
 }

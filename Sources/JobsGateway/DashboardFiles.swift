@@ -11,7 +11,6 @@ import Logging
 /// negative `Content-Length`. RFC 9110 lets a server ignore `Range`, and these
 /// files are a few dozen KiB.
 struct DashboardFiles<Context: RequestContext>: RouterMiddleware {
-
     private let files: FileMiddleware<Context, LocalFileSystem>
 
     init(directory: String, logger: Logger) {

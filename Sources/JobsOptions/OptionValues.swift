@@ -26,17 +26,27 @@ public struct OptionValues: Sendable {
     /// refused if empty or blank, rather than taken as given or replaced by the
     /// default. `nil` if neither the command line nor the variable has one.
     public func nonEmptyText(_ given: String?, _ option: String, _ variable: String) throws -> String? {
-        let (text, source) = given.map { ($0, option) } ?? environment[variable].map { ($0, variable) } ?? ("", "")
-        guard !source.isEmpty else { return nil }
+        guard let (text, source) = sourced(given, option, variable) else { return nil }
         guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("\(source) must not be empty") }
         return text
+    }
+
+    /// A folder, refused unless it exists: a mistyped one would serve nothing,
+    /// with nothing said. `nil` if neither the command line nor the variable has one.
+    public func existingDirectory(_ given: String?, _ option: String, _ variable: String) throws -> String? {
+        guard let (path, source) = sourced(given, option, variable) else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("\(source): '\(path)' is not an existing directory")
+        }
+        return path
     }
 
     /// The topic-name prefix, else `fallback`: Kafka allows only ASCII letters,
     /// digits, `.`, `_` and `-` in a topic name, and 249 characters (the longest
     /// suffix, `.commands`, takes 9). Empty means topics without a prefix.
     public func topicPrefix(_ given: String?, _ option: String, _ variable: String, default fallback: String) throws -> String {
-        let (text, source) = given.map { ($0, option) } ?? environment[variable].map { ($0, variable) } ?? (fallback, option)
+        let (text, source) = sourced(given, option, variable) ?? (fallback, option)
         let allowed = text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) }
         guard allowed, text.count <= 240 else {
             throw ValidationError("\(source): '\(text)' is not a topic prefix: at most 240 of A-Z a-z 0-9 . _ -")
@@ -84,11 +94,17 @@ public struct OptionValues: Sendable {
     public func choice(
         _ given: String?, _ option: String, _ variable: String, default fallback: String, among choices: [String]
     ) throws -> String {
-        let (text, source) = given.map { ($0, option) } ?? environment[variable].map { ($0, variable) } ?? (fallback, option)
+        let (text, source) = sourced(given, option, variable) ?? (fallback, option)
         guard choices.contains(text) else {
             throw ValidationError("\(source): '\(text)' is not one of \(choices.joined(separator: ", "))")
         }
         return text
+    }
+
+    /// The text given and where it came from, the option or the variable, for
+    /// an error to name; `nil` if neither has one.
+    private func sourced(_ given: String?, _ option: String, _ variable: String) -> (text: String, source: String)? {
+        given.map { ($0, option) } ?? environment[variable].map { ($0, variable) }
     }
 
     /// The items of a list variable, separated by commas or whitespace.

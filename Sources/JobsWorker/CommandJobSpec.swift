@@ -191,9 +191,17 @@ public struct CommandJobSpec: Sendable {
         ("osascript", .init(letters: ["e"], optionsAfterCode: true)),
     ]
 
-    /// The index of an argument that is code for the executable to run (a
-    /// shell's `-c` script, `python -c`, `perl -e`, …) and holds a
-    /// placeholder: a param there is code, the one thing it must never be.
+    /// Where a placeholder would let a param become code.
+    enum UnsafePlaceholder: Equatable {
+        /// In the code, or in an option on the way to it.
+        case inCode(Int)
+        /// Where the interpreter may still take it for an option, after its code.
+        case optionAfterCode(Int)
+    }
+
+    /// The argument that is code for the executable to run (a shell's `-c`
+    /// script, `python -c`, `perl -e`, …) and holds a placeholder: a param
+    /// there is code, the one thing it must never be.
     ///
     /// Interpreters read options the way getopt does, so the code letter may
     /// sit anywhere in a cluster (`-ec`, `-le`, `-uc`), and the code is the
@@ -205,13 +213,6 @@ public struct CommandJobSpec: Sendable {
     /// Arguments after the code (a shell's `$0`, `$1`, …) may hold placeholders;
     /// for an interpreter that reads options after its code (perl, node, …) one
     /// may not begin with a placeholder until a `--` has ended the options.
-    enum UnsafePlaceholder: Equatable {
-        /// In the code, or in an option on the way to it.
-        case inCode(Int)
-        /// Where the interpreter may still take it for an option, after its code.
-        case optionAfterCode(Int)
-    }
-
     static func placeholderInInlineCode(executable: String, arguments: [ArgumentTemplate]) -> UnsafePlaceholder? {
         let name = (executable as NSString).lastPathComponent
         guard let options = inlineCodeOptions.first(where: { name == $0.interpreter || name.hasPrefix($0.interpreter)

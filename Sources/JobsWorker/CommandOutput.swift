@@ -85,33 +85,22 @@ struct OutputTail: Sendable {
     mutating func append(_ line: String) {
         totalLines += 1
         guard maxLines > 0, maxBytes > 0 else { return }
-        let line = Self.jsonBytes(line) <= maxBytes ? line : Self.prefix(of: line, jsonBytes: maxBytes)
+        let line = Self.jsonBytes(line.utf8) <= maxBytes
+            ? line : String(line.prefix(fittingIn: maxBytes) { Self.jsonBytes($0.utf8) })
         lines.append(line)
-        bytes += Self.jsonBytes(line)
+        bytes += Self.jsonBytes(line.utf8)
         while lines.count > maxLines || bytes > maxBytes {
-            bytes -= Self.jsonBytes(lines.removeFirst())
+            bytes -= Self.jsonBytes(lines.removeFirst().utf8)
         }
     }
 
-    /// The bytes of `text` inside a JSON string (control characters are gone already).
-    static func jsonBytes(_ text: some StringProtocol) -> Int {
-        text.utf8.reduce(0) { $0 + (isEscaped($1) ? 2 : 1) }
+    /// The bytes of `utf8` inside a JSON string (control characters are gone already).
+    private static func jsonBytes(_ utf8: some Sequence<UInt8>) -> Int {
+        utf8.reduce(0) { $0 + (isEscaped($1) ? 2 : 1) }
     }
 
     private static func isEscaped(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\t")
-    }
-
-    /// The longest start of `text`, whole characters, within `limit` JSON bytes.
-    private static func prefix(of text: String, jsonBytes limit: Int) -> String {
-        var used = 0
-        var end = text.startIndex
-        for index in text.indices {
-            used += jsonBytes(String(text[index]))
-            guard used <= limit else { break }
-            end = text.index(after: index)
-        }
-        return String(text[..<end])
     }
 }
 
