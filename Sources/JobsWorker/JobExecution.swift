@@ -36,6 +36,8 @@ final class JobExecution: Sendable {
         var sleeper: Task<Void, any Error>?
         /// The handler is running (not waiting between attempts).
         var handlerRunning = false
+        /// Counts the handler's runs, so a time limit stops only the run it was set for.
+        var runs = 0
         /// A user's cancel that arrived while a non-cancellable handler ran: it
         /// stops the job once the attempt is over, before any retry.
         var deferredCancel = false
@@ -72,7 +74,19 @@ final class JobExecution: Sendable {
     }
 
     func stop(_ reason: StopReason) {
+        stop(reason, ifRunning: nil)
+    }
+
+    /// The watchdog's stop: only while the handler's run `run` goes on. Woken
+    /// late, after a run that failed at its time limit, it must not end the wait
+    /// for the retry, or the retry itself.
+    func timeOut(run: Int) {
+        stop(.timeout, ifRunning: run)
+    }
+
+    private func stop(_ reason: StopReason, ifRunning run: Int?) {
         let (task, sleeper) = state.withLock { state -> (Task<JSONValue?, any Error>?, Task<Void, any Error>?) in
+            if let run, !state.handlerRunning || state.runs != run { return (nil, nil) }
             if reason == .cancelRequested, !cancellable, state.handlerRunning {
                 // Not this type's to interrupt: the attempt runs to its end. The
                 // request shows in the job's next snapshots.
@@ -96,9 +110,12 @@ final class JobExecution: Sendable {
     /// task cancellation wherever it is; a watchdog stops it at `timeout`.
     func run(_ job: RegisteredJob, context: JobContext, timeout: Duration?) async -> Outcome {
         let params = snapshot.params
-        let stoppedEarly = state.withLock { state -> StopReason? in
-            if state.stopReason == nil { state.handlerRunning = true }
-            return state.stopReason
+        let (stoppedEarly, thisRun) = state.withLock { state -> (StopReason?, Int) in
+            if state.stopReason == nil {
+                state.handlerRunning = true
+                state.runs += 1
+            }
+            return (state.stopReason, state.runs)
         }
         if let stoppedEarly {
             // Stopped in the instant after `running` was posted: the handler isn't called at all.
@@ -113,7 +130,7 @@ final class JobExecution: Sendable {
         let watchdog = timeout.map { limit in
             Task {
                 try await Task.sleep(for: limit)
-                self.stop(.timeout)
+                self.timeOut(run: thisRun)
             }
         }
         let result = await withTaskCancellationHandler {
@@ -122,12 +139,15 @@ final class JobExecution: Sendable {
             self.stop(.handBack)
         }
         watchdog?.cancel()
-        let outcome = Self.outcome(of: result, stopReason: stopReason, timeout: timeout)
-        state.withLock { state in
+        // The reason is read as the run is marked over, in one step: a watchdog
+        // that wakes later finds its run over and stops nothing.
+        let stopReason = state.withLock { state -> StopReason? in
+            let reason = state.stopReason
             state.handlerRunning = false
-            if state.deferredCancel, state.stopReason == nil { state.stopReason = .cancelRequested }
+            if state.deferredCancel, reason == nil { state.stopReason = .cancelRequested }
+            return reason
         }
-        return outcome
+        return Self.outcome(of: result, stopReason: stopReason, timeout: timeout)
     }
 
     private static func outcome(of result: Result<JSONValue?, any Error>, stopReason: StopReason?, timeout: Duration?) -> Outcome {
@@ -194,6 +214,8 @@ final class RunningJobs: Sendable {
         var earlyCancels: Set<JobID> = []
         var earlyCancelOrder: [JobID] = []
         var emptyWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        /// Waits whose continuation is not registered yet (see `waitUntilEmpty`).
+        var unregisteredWaiters: Set<UInt64> = []
         var nextWaiterID: UInt64 = 0
     }
 
@@ -248,23 +270,31 @@ final class RunningJobs: Sendable {
         let id: UInt64? = state.withLock { state in
             if state.executions.isEmpty { return nil }
             state.nextWaiterID += 1
+            state.unregisteredWaiters.insert(state.nextWaiterID)
             return state.nextWaiterID
         }
         guard let id else { return true }
         return await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
-                    let empty = self.state.withLock { state -> Bool in
+                    let immediate = self.state.withLock { state -> Bool? in
+                        // The timer ran first (a zero timeout, a cancelled caller): too late to wait.
+                        guard state.unregisteredWaiters.remove(id) != nil else { return false }
                         if state.executions.isEmpty { return true }
                         state.emptyWaiters[id] = continuation
-                        return false
+                        return nil
                     }
-                    if empty { continuation.resume(returning: true) }
+                    if let immediate { continuation.resume(returning: immediate) }
                 }
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
-                self.state.withLock { $0.emptyWaiters.removeValue(forKey: id) }?.resume(returning: false)
+                // Only the side that removes the waiter resumes it.
+                let waiter = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                    if state.unregisteredWaiters.remove(id) != nil { return nil }
+                    return state.emptyWaiters.removeValue(forKey: id)
+                }
+                waiter?.resume(returning: false)
                 return nil
             }
             var outcome = false

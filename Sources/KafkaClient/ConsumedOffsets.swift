@@ -12,6 +12,9 @@ public final class ConsumedOffsets: Sendable {
     private struct State {
         var next: [Int32: Int64] = [:]
         var waiters: [UInt64: Waiter] = [:]
+        /// Waits whose continuation is not registered yet. Whichever of the
+        /// registration and the timer comes second sees its id gone.
+        var unregistered: Set<UInt64> = []
         var nextWaiterID: UInt64 = 0
 
         func reached(_ target: [Int32: Int64]) -> Bool {
@@ -54,24 +57,30 @@ public final class ConsumedOffsets: Sendable {
         let id: UInt64? = state.withLock { state in
             if state.reached(ends) { return nil }
             state.nextWaiterID += 1
+            state.unregistered.insert(state.nextWaiterID)
             return state.nextWaiterID
         }
         guard let id else { return true }
         return await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
-                    let immediate = self.state.withLock { state -> Bool in
+                    let immediate = self.state.withLock { state -> Bool? in
+                        // The timer ran first (a zero timeout, a cancelled caller): too late to wait.
+                        guard state.unregistered.remove(id) != nil else { return false }
                         if state.reached(ends) { return true }
                         state.waiters[id] = Waiter(target: ends, continuation: continuation)
-                        return false
+                        return nil
                     }
-                    if immediate { continuation.resume(returning: true) }
+                    if let immediate { continuation.resume(returning: immediate) }
                 }
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
                 // Only the side that removes the waiter resumes it.
-                let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+                let waiter = self.state.withLock { state -> Waiter? in
+                    if state.unregistered.remove(id) != nil { return nil }
+                    return state.waiters.removeValue(forKey: id)
+                }
                 waiter?.continuation.resume(returning: false)
                 return nil
             }
