@@ -134,9 +134,7 @@ private struct Runner: Sendable {
         for await event in consumer {
             switch event {
             case .assigned(let partitions):
-                // Know what already happened to these partitions' jobs before acting on them.
-                let caughtUp = await ledger.catchUp(with: statusReader, timeout: .seconds(30))
-                logger.info("ready for assigned partitions", metadata: ["partitions": "\(partitions)", "statusCaughtUp": "\(caughtUp)"])
+                guard await catchUp(statusReader, before: partitions) else { return }
             case .revoked:
                 // Their waiting commands were dropped; one may have held back a key shared with another partition.
                 launch(admission.admitWaiting())
@@ -149,6 +147,24 @@ private struct Runner: Sendable {
                 guard await admission.waitForRoom() else { return }
             }
         }
+    }
+
+    /// Folds the status topic up to its end before acting on newly assigned
+    /// partitions: a command past their committed offsets may be a job that has
+    /// already ended, and only the ledger knows. No command is taken until then,
+    /// however long it takes (the consumer's thread keeps the membership alive);
+    /// `false` if the worker is stopping meanwhile.
+    private func catchUp(_ statusReader: KafkaTopicReader, before partitions: [TopicPartition]) async -> Bool {
+        let started = ContinuousClock.now
+        while await !ledger.catchUp(with: statusReader, timeout: .seconds(30)) {
+            guard !Task.isCancelled else { return false }
+            logger.warning("not caught up with the status topic yet; the assigned partitions wait", metadata: [
+                "partitions": "\(partitions)", "waited": "\(ContinuousClock.now - started)",
+            ])
+            try? await Task.sleep(for: .seconds(1))
+        }
+        logger.info("ready for assigned partitions", metadata: ["partitions": "\(partitions)", "took": "\(ContinuousClock.now - started)"])
+        return !Task.isCancelled
     }
 
     /// Runs each admitted command in a task of its own, then starts what its end
