@@ -27,6 +27,10 @@ struct EventStreamRoutes: Sendable {
             throw ProblemDetails.jobNotFound(id.rawValue)
         }
         let resumeFrom = request.headers[.lastEventID].flatMap(ChangePosition.init)
+        if let ended = view.currentChange(of: id), ended.snapshot.status.isTerminal, Self.has(resumeFrom, seen: ended) {
+            // The client has the job's end: 204 is how SSE tells an EventSource to stop reconnecting.
+            return Response(status: .noContent)
+        }
         let lease = try limiter.acquire(for: context.clientIdentity)
         let subscription = view.subscribe { $0.snapshot.id == id }
         // Subscribed before reading the state, so no change falls between the two.
@@ -35,12 +39,18 @@ struct EventStreamRoutes: Sendable {
             throw ProblemDetails.jobNotFound(id.rawValue)
         }
         logger.debug("job event stream opened", metadata: ["job.id": "\(id)", "client": "\(context.clientIdentity)"])
-        let alreadySeen = resumeFrom.map { $0.epoch == current.position.epoch && $0.sequence >= current.position.sequence } ?? false
+        let alreadySeen = Self.has(resumeFrom, seen: current)
         return eventStream(request, subscription: subscription, lease: lease) { write in
             if !alreadySeen { try await write(.job(current)) }
             if current.snapshot.status.isTerminal { return }
             try await Self.forward(subscription, after: current.position.sequence, write: write) { $0.status.isTerminal }
         }
+    }
+
+    /// Whether a client that last saw `position` has seen `change` (or later ones).
+    private static func has(_ position: ChangePosition?, seen change: JobChange) -> Bool {
+        guard let position else { return false }
+        return position.epoch == change.position.epoch && position.sequence >= change.position.sequence
     }
 
     /// `GET /events`: changes of every job the filter accepts, until the client leaves.
