@@ -246,10 +246,34 @@ class Run:
         if self.driver.execute_script("return window.__browserTestMarker") != "no-reload":
             raise Failure("the page was reloaded during the test: updates must come live")
 
+    def check_snapshot_order(self):
+        """Snapshots replace each other in the gateway's order, whatever their clocks say."""
+        cases = [
+            # A worker's clock behind the gateway's: its running and succeeded carry earlier times.
+            ({"status": "running", "attempt": 1, "sequence": 1, "updatedAt": "2026-01-01T00:00:00.700Z"},
+             {"status": "queued", "attempt": 1, "sequence": 0, "updatedAt": "2026-01-01T00:00:01.000Z"}, False),
+            ({"status": "succeeded", "attempt": 1, "sequence": 2, "updatedAt": "2026-01-01T00:00:00.710Z"},
+             {"status": "running", "attempt": 1, "sequence": 1, "updatedAt": "2026-01-01T00:00:01.000Z"}, False),
+            # An ended job never goes back, however late the live snapshot's time.
+            ({"status": "running", "attempt": 1, "sequence": 3, "updatedAt": "2026-01-01T00:00:09.000Z"},
+             {"status": "cancelled", "attempt": 1, "sequence": 2, "updatedAt": "2026-01-01T00:00:01.000Z"}, True),
+            ({"status": "queued", "attempt": 1, "sequence": 0, "updatedAt": "2026-01-01T00:00:09.000Z"},
+             {"status": "running", "attempt": 2, "sequence": 1, "updatedAt": "2026-01-01T00:00:01.000Z"}, True),
+            # Equal in that order (a stall mark added by a gateway): its clock decides.
+            ({"status": "running", "attempt": 1, "sequence": 1, "stalled": True, "updatedAt": "2026-01-01T00:00:02.000Z"},
+             {"status": "running", "attempt": 1, "sequence": 1, "updatedAt": "2026-01-01T00:00:01.000Z"}, False),
+        ]
+        for incoming, current, stale in cases:
+            got = self.driver.execute_script("return window.jobsDashboard.isStale(arguments[0], arguments[1])", incoming, current)
+            if got != stale:
+                raise Failure(f"isStale({incoming}, {current}) is {got}, expected {stale}")
+        self.log(f"snapshot order: {len(cases)} cases as the gateway orders them")
+
     def run(self):
         os.makedirs(self.args.screenshot_dir, exist_ok=True)
         self.start_browser()
         self.open_dashboard()
+        self.check_snapshot_order()
         job_id = self.submit_sleep_job()
         self.watch_progress(job_id)
         self.screenshot("laptop")

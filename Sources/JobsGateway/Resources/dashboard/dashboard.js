@@ -176,14 +176,29 @@
     return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
   }
 
-  // Is `incoming` older than `current` (so it must not replace it)?
+  const statusRank = { queued: 0, running: 1, succeeded: 2, failed: 3, cancelled: 4 };
+
+  // The gateway's own order of a job's snapshots (SnapshotOrder in JobsCore):
+  // an ended state beats a live one, then the later attempt, then the state's
+  // rank and the sequence within the attempt. Not updatedAt: workers and
+  // gateways stamp it with their own clocks, and a worker's clock a few
+  // milliseconds behind would make its `running` and `succeeded` look older
+  // than the gateway's `queued`.
+  function orderKey(snapshot) {
+    const rank = statusRank[snapshot.status] ?? 0;
+    return isTerminal(snapshot) ? [1, snapshot.attempt, snapshot.sequence, rank]
+                                : [0, snapshot.attempt, rank, snapshot.sequence];
+  }
+
+  // Is `incoming` older than `current` (so it must not replace it)? Snapshots
+  // equal in that order differ only in marks one gateway added (a cancel
+  // request, a stall), and its clock orders those.
   function isStale(incoming, current) {
-    const ti = parseTime(incoming.updatedAt), tc = parseTime(current.updatedAt);
-    if (ti !== tc) return ti < tc;
-    if (incoming.attempt !== current.attempt) return incoming.attempt < current.attempt;
-    if (incoming.sequence !== current.sequence) return incoming.sequence < current.sequence;
-    if (isTerminal(current) && !isTerminal(incoming)) return true;
-    return false;
+    const a = orderKey(incoming), b = orderKey(current);
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] !== b[i]) return a[i] < b[i];
+    }
+    return parseTime(incoming.updatedAt) < parseTime(current.updatedAt);
   }
 
   function matchesFilters(snapshot) {
@@ -1614,8 +1629,8 @@
     authenticate();
   }
 
-  // A small hook for debugging from the console.
-  window.jobsDashboard = { state };
+  // A small hook for debugging from the console, and for the browser test.
+  window.jobsDashboard = { state, isStale };
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
   else boot();
