@@ -38,6 +38,9 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
     public var stalled: Bool?
     /// The client's `Idempotency-Key`, if it sent one.
     public var idempotencyKey: String?
+    /// The name of the API key the job was submitted with (nil with
+    /// authentication off). An idempotency key counts only for its submitter.
+    public var submittedBy: String?
     /// Jobs with the same ordering key run one at a time, in the order they were
     /// submitted; jobs with different keys (or none) run in parallel. The gateway
     /// makes it the start command's Kafka key, so one partition holds a key's jobs
@@ -50,7 +53,7 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
         result: JSONValue? = nil, error: JobError? = nil, workerID: String? = nil,
         createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
         updatedAt: Date? = nil, cancelRequested: Bool = false, maxAttempts: Int? = nil, timeoutMs: Int? = nil,
-        stalled: Bool? = nil, idempotencyKey: String? = nil, orderingKey: String? = nil
+        stalled: Bool? = nil, idempotencyKey: String? = nil, submittedBy: String? = nil, orderingKey: String? = nil
     ) {
         self.schemaVersion = Self.currentSchemaVersion
         self.id = id
@@ -72,6 +75,7 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
         self.timeoutMs = timeoutMs
         self.stalled = stalled
         self.idempotencyKey = idempotencyKey
+        self.submittedBy = submittedBy
         self.orderingKey = orderingKey
     }
 
@@ -80,12 +84,12 @@ public struct JobSnapshot: Sendable, Hashable, Codable {
 
     /// A freshly accepted job, as the gateway publishes it.
     public static func queued(id: JobID = .generate(), type: String, params: JSONValue, maxAttempts: Int? = nil,
-                              timeoutMs: Int? = nil, idempotencyKey: String? = nil, orderingKey: String? = nil,
-                              at now: Date = Date()) -> JobSnapshot {
+                              timeoutMs: Int? = nil, idempotencyKey: String? = nil, submittedBy: String? = nil,
+                              orderingKey: String? = nil, at now: Date = Date()) -> JobSnapshot {
         // In whole milliseconds, as the wire carries it: the submitting gateway's
         // own copy then lists and filters exactly as every other reader's does.
         JobSnapshot(id: id, type: type, params: params, createdAt: WireFormat.wholeMilliseconds(now), maxAttempts: maxAttempts, timeoutMs: timeoutMs,
-                    idempotencyKey: idempotencyKey, orderingKey: orderingKey)
+                    idempotencyKey: idempotencyKey, submittedBy: submittedBy, orderingKey: orderingKey)
     }
 }
 

@@ -118,7 +118,7 @@ private protocol MemberName: RawRepresentable<String>, CaseIterable, Sendable {}
 private enum SnapshotMember: String, MemberName {
     case schemaVersion, id, type, params, status, attempt, sequence, progress, result, error, workerID
     case createdAt, startedAt, finishedAt, updatedAt, cancelRequested, maxAttempts, timeoutMs, stalled
-    case idempotencyKey, orderingKey
+    case idempotencyKey, submittedBy, orderingKey
     static let names = MemberNames<Self>()
 }
 
@@ -252,6 +252,7 @@ private struct JSONWriter {
         if let timeoutMs = snapshot.timeoutMs { member("timeoutMs"); write(timeoutMs) }
         if let stalled = snapshot.stalled { member("stalled"); append(stalled ? Literal.true : Literal.false) }
         if let idempotencyKey = snapshot.idempotencyKey { member("idempotencyKey"); write(idempotencyKey) }
+        if let submittedBy = snapshot.submittedBy { member("submittedBy"); write(submittedBy) }
         if let orderingKey = snapshot.orderingKey { member("orderingKey"); write(orderingKey) }
         bytes.append(.closeBrace)
     }
@@ -439,7 +440,7 @@ private struct JSONReader {
         var attempt: Int?, sequence: Int?, progress: JobProgress?, result: JSONValue?, error: JobError?
         var workerID: String?, createdAt: Date?, startedAt: Date?, finishedAt: Date?, updatedAt: Date?
         var cancelRequested: Bool?, maxAttempts: Int?, timeoutMs: Int?, stalled: Bool?
-        var idempotencyKey: String?, orderingKey: String?
+        var idempotencyKey: String?, submittedBy: String?, orderingKey: String?
         let complete = readMembers(SnapshotMember.names) { reader, member in
             switch member {
             // Required members: a null is a wrong type, so nil means "ask Foundation".
@@ -464,6 +465,7 @@ private struct JSONReader {
             case .timeoutMs: return reader.readOptional(into: &timeoutMs) { $0.readInt() }
             case .stalled: return reader.readOptional(into: &stalled) { $0.readBool() }
             case .idempotencyKey: return reader.readOptional(into: &idempotencyKey) { $0.readString() }
+            case .submittedBy: return reader.readOptional(into: &submittedBy) { $0.readString() }
             case .orderingKey: return reader.readOptional(into: &orderingKey) { $0.readString() }
             }
         }
@@ -474,7 +476,7 @@ private struct JSONReader {
             progress: progress, result: result, error: error, workerID: workerID, createdAt: createdAt,
             startedAt: startedAt, finishedAt: finishedAt, updatedAt: updatedAt, cancelRequested: cancelRequested,
             maxAttempts: maxAttempts, timeoutMs: timeoutMs, stalled: stalled, idempotencyKey: idempotencyKey,
-            orderingKey: orderingKey)
+            submittedBy: submittedBy, orderingKey: orderingKey)
         snapshot.schemaVersion = schemaVersion
         return snapshot
     }

@@ -44,25 +44,29 @@ struct JobRoutes: Sendable {
             throw ProblemDetails.paramsTooLarge(limit: configuration.maxParamsBytes)
         }
 
+        let caller = context.caller ?? .anonymous
         let idempotencyKey = try Self.idempotencyKey(request.headers[values: .idempotencyKey])
+            .map { IdempotencyScope(key: $0, submitter: caller.keyName) }
         if let idempotencyKey {
             // One request per key at a time on this gateway; a second one meanwhile is told so.
-            guard keysInFlight.claim(idempotencyKey) else { throw ProblemDetails.idempotencyKeyInUse(idempotencyKey) }
+            guard keysInFlight.claim(idempotencyKey) else { throw ProblemDetails.idempotencyKeyInUse(idempotencyKey.key) }
         }
         defer { idempotencyKey.map(keysInFlight.release) }
-        if let idempotencyKey, let existing = await job(forIdempotencyKey: idempotencyKey) {
+        if let idempotencyKey, let existing = await job(for: idempotencyKey) {
             guard existing.type == submission.type, existing.params == submission.params,
-                  existing.idempotencyKey == idempotencyKey,
                   submission.orderingKey == existing.orderingKey,
                   submission.maxAttempts == nil || submission.maxAttempts == existing.maxAttempts,
                   submission.timeoutMs == nil || submission.timeoutMs == existing.timeoutMs
-            else { throw ProblemDetails.idempotencyKeyReused(idempotencyKey, job: existing.id) }
-            return try snapshotResponse(existing, status: .ok, location: true)
+            else { throw ProblemDetails.idempotencyKeyReused(idempotencyKey.key, job: existing.id) }
+            // A caller that may not read jobs gets the answer its first request got,
+            // not the job's later states (its result among them).
+            let shown = caller.allows(.read) ? existing : Self.asAccepted(existing, submission)
+            return try snapshotResponse(shown, status: .ok, location: true)
         }
 
         let job = JobSnapshot.queued(type: submission.type, params: submission.params, maxAttempts: submission.maxAttempts,
-                                     timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey,
-                                     orderingKey: submission.orderingKey)
+                                     timeoutMs: submission.timeoutMs, idempotencyKey: idempotencyKey?.key,
+                                     submittedBy: caller.keyName, orderingKey: submission.orderingKey)
         let sent = await commands.submit(job)
         if let error = sent.start {
             logger.warning("start command not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
@@ -163,10 +167,17 @@ struct JobRoutes: Sendable {
 
     /// An idempotency key survives restarts through the status topic; on a miss,
     /// catch up (bounded) first, as for reads.
-    private func job(forIdempotencyKey key: String) async -> JobSnapshot? {
-        if let known = view.job(forIdempotencyKey: key) { return known }
+    private func job(for key: IdempotencyScope) async -> JobSnapshot? {
+        if let known = view.job(forIdempotencyKey: key.key, submittedBy: key.submitter) { return known }
         await view.catchUp(timeout: configuration.catchUpTimeout)
-        return view.job(forIdempotencyKey: key)
+        return view.job(forIdempotencyKey: key.key, submittedBy: key.submitter)
+    }
+
+    /// The job as its submit was answered: `queued`, as requested.
+    private static func asAccepted(_ job: JobSnapshot, _ submission: SubmitRequest) -> JobSnapshot {
+        JobSnapshot.queued(id: job.id, type: job.type, params: job.params, maxAttempts: submission.maxAttempts,
+                           timeoutMs: submission.timeoutMs, idempotencyKey: job.idempotencyKey,
+                           submittedBy: job.submittedBy, orderingKey: job.orderingKey, at: job.createdAt)
     }
 
     /// The one `Idempotency-Key`, if sent. Sent twice it is refused, not joined
@@ -225,9 +236,9 @@ struct WorkerView: Encodable {
 
 /// Idempotency keys with a request in progress on this gateway.
 final class KeysInFlight: Sendable {
-    private let keys = Mutex<Set<String>>([])
-    func claim(_ key: String) -> Bool { keys.withLock { $0.insert(key).inserted } }
-    func release(_ key: String) { _ = keys.withLock { $0.remove(key) } }
+    private let keys = Mutex<Set<IdempotencyScope>>([])
+    func claim(_ key: IdempotencyScope) -> Bool { keys.withLock { $0.insert(key).inserted } }
+    func release(_ key: IdempotencyScope) { _ = keys.withLock { $0.remove(key) } }
 }
 
 extension HTTPField.Name {

@@ -48,6 +48,11 @@ public final class JobView: Service {
             if !staleTails.isEmpty { staleTails.remove(snapshot.id) }
             guard let changed else { return (previous, nil, false) }
             count(previous, changed)
+            if changed.status == .running {
+                if previous?.status != .running { running.insert(changed.id) }
+            } else if previous?.status == .running {
+                running.remove(changed.id)
+            }
             let position = JobListPosition(changed)
             if let previous {
                 let old = JobListPosition(previous)
@@ -66,10 +71,11 @@ public final class JobView: Service {
         mutating func forget(_ id: JobID) {
             guard let removed = table.remove(id) else { return }
             count(removed, nil)
-            if let key = removed.idempotencyKey, idempotencyKeys[key] == id {
+            if let key = IdempotencyScope(removed), idempotencyKeys[key] == id {
                 idempotencyKeys.removeValue(forKey: key)
             }
             staleTails.remove(id)
+            if removed.status == .running { running.remove(id) }
             listIndex.remove(JobListPosition(removed))
         }
     }
@@ -115,15 +121,19 @@ public final class JobView: Service {
 
     public subscript(id: JobID) -> JobSnapshot? { state.withLock { $0.table[id] } }
 
-    /// The job created with this idempotency key, if any.
-    public func job(forIdempotencyKey key: String) -> JobSnapshot? {
-        state.withLock { state in state.idempotencyKeys[key].flatMap { state.table[$0] } }
+    /// The job `submitter` created with this idempotency key, if any.
+    public func job(forIdempotencyKey key: String, submittedBy submitter: String?) -> JobSnapshot? {
+        let scoped = IdempotencyScope(key: key, submitter: submitter)
+        return state.withLock { state in state.idempotencyKeys[scoped].flatMap { state.table[$0] } }
     }
 
-    /// Running jobs whose worker is `workerID` and that are not marked stalled yet.
-    func unstalledJobs(runningOn workerID: String) -> [JobSnapshot] {
+    /// Running jobs on any of `workers` that are not marked stalled yet.
+    func unstalledJobs(runningOn workers: Set<String>) -> [JobSnapshot] {
         state.withLock { state in
-            state.table.snapshots.filter { $0.status == .running && $0.workerID == workerID && !$0.isStalled }
+            state.running.compactMap { state.table[$0] }.filter { job in
+                guard let worker = job.workerID else { return false }
+                return workers.contains(worker) && !job.isStalled
+            }
         }
     }
 
@@ -342,5 +352,23 @@ final class SharedQuery<Value: Sendable>: Sendable {
         }
         defer { inFlight.withLock { if $0 == task { $0 = nil } } }
         return try await task.value
+    }
+}
+
+/// An idempotency key as its submitter used it: two API keys that happen to
+/// send the same `Idempotency-Key` create two jobs, and neither sees the other's.
+/// Jobs submitted with authentication off (no submitter) share one scope.
+struct IdempotencyScope: Hashable, Sendable {
+    let key: String
+    let submitter: String?
+
+    init(key: String, submitter: String?) {
+        self.key = key
+        self.submitter = submitter
+    }
+
+    init?(_ snapshot: JobSnapshot) {
+        guard let key = snapshot.idempotencyKey else { return nil }
+        self.init(key: key, submitter: snapshot.submittedBy)
     }
 }

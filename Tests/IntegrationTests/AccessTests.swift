@@ -79,6 +79,50 @@ struct AccessTests {
         }
     }
 
+    @Test("an Idempotency-Key counts per API key; a key without read gets its job back only as accepted")
+    func idempotencyKeysBelongToTheirSubmitter() async throws {
+        try await withKeys { anonymous in
+            var client = anonymous
+            client.authorization = "Bearer \(Self.adminToken)"
+            let request = #"{"type":"noop"}"#
+            func submit(_ token: String) async throws -> HTTPReply {
+                try await client.request(.post, "/jobs", json: request,
+                                         headers: [.authorization: "Bearer \(token)", .idempotencyKey: "order-1234"])
+            }
+            let adminsReply = try await submit(Self.adminToken)
+            #expect(adminsReply.status == .accepted)
+            let adminsJob = try adminsReply.snapshot()
+            #expect(adminsJob.submittedBy == "admin")
+            let done = try await client.waitFor(adminsJob.id) { $0.status == .succeeded }
+            #expect(done.submittedBy == "admin", "workers keep the submitter")
+
+            // Another key with the same Idempotency-Key creates its own job: it never sees the admin's.
+            let first = try await submit(Self.submitterToken)
+            #expect(first.status == .accepted)
+            let submittersJob = try first.snapshot()
+            #expect(submittersJob.id != adminsJob.id)
+            #expect(submittersJob.submittedBy == "submitter")
+            let admins = try await client.request(.post, "/jobs", json: #"{"type":"sleep"}"#,
+                                                  headers: [.authorization: "Bearer \(Self.submitterToken)", .idempotencyKey: "order-1234"])
+            #expect(admins.status == .conflict)
+            #expect(try admins.problem().detail.contains(submittersJob.id.rawValue))
+            #expect(try !admins.problem().detail.contains(adminsJob.id.rawValue))
+
+            // Its repeat, once the job has run, is answered as the first request was: it may not read the job.
+            _ = try await client.waitFor(submittersJob.id) { $0.status == .succeeded }
+            let repeated = try await submit(Self.submitterToken)
+            #expect(repeated.status == .ok)
+            let shown = try repeated.snapshot()
+            #expect(shown == submittersJob)
+            #expect(shown.status == .queued)
+
+            // The admin, who may read, gets its job as it is now.
+            let adminsRepeat = try await submit(Self.adminToken)
+            #expect(adminsRepeat.status == .ok)
+            #expect(try adminsRepeat.snapshot().status == .succeeded)
+        }
+    }
+
     @Test("the Authorization header names a key by its token: any case of Bearer, blanks around the token")
     func authorizationHeaderForms() {
         let authentication = Authentication.apiKeys(Self.keys)

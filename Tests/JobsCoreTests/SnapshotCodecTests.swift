@@ -163,7 +163,7 @@ struct SnapshotCodecTests {
 
     @Test("null optionals, result null and params null decode as Foundation decodes them")
     func nullsDecodeAsFoundationDoes() throws {
-        let nulls = #","progress":null,"result":null,"error":null,"workerID":null,"startedAt":null,"finishedAt":null,"maxAttempts":null,"timeoutMs":null,"stalled":null,"idempotencyKey":null,"orderingKey":null}"#
+        let nulls = #","progress":null,"result":null,"error":null,"workerID":null,"startedAt":null,"finishedAt":null,"maxAttempts":null,"timeoutMs":null,"stalled":null,"idempotencyKey":null,"submittedBy":null,"orderingKey":null}"#
         try expectSameAsFoundation(String(Self.minimal.dropLast()) + nulls, fast: true)
         try expectSameAsFoundation(String(Self.minimal.dropLast()) + #","progress":{"current":1,"total":null,"message":null}}"#, fast: true)
         try expectSameAsFoundation(Self.minimal.replacingOccurrences(of: #""params":{}"#, with: #""params":null"#), fast: true)
@@ -357,7 +357,7 @@ struct SnapshotCodecTests {
         let known: Set<String> = [
             "schemaVersion", "id", "type", "params", "status", "attempt", "sequence", "progress", "result", "error", "workerID",
             "createdAt", "startedAt", "finishedAt", "updatedAt", "cancelRequested", "maxAttempts", "timeoutMs", "stalled",
-            "idempotencyKey", "orderingKey",
+            "idempotencyKey", "submittedBy", "orderingKey",
         ]
         #expect(Set(Mirror(reflecting: WireFormatTests.full).children.compactMap(\.label)) == known)
         #expect(Set(Mirror(reflecting: JobProgress(current: 0)).children.compactMap(\.label)) == ["current", "total", "message"])
@@ -395,7 +395,7 @@ struct SnapshotCodecTests {
             status: .running, attempt: 3, sequence: 12,
             progress: JobProgress(current: 0), result: nil, error: nil, workerID: "w\"1\"",
             createdAt: Date(timeIntervalSince1970: -1.5), startedAt: Date(timeIntervalSince1970: -86_400 * 365 * 50 + 0.001),
-            updatedAt: Date(timeIntervalSince1970: 0), stalled: false, idempotencyKey: "", orderingKey: "k/\u{0}"))
+            updatedAt: Date(timeIntervalSince1970: 0), stalled: false, idempotencyKey: "", submittedBy: "ops", orderingKey: "k/\u{0}"))
         snapshots.append(JobSnapshot(
             id: id, type: "numbers",
             params: ["big": 9_007_000_000_000_000, "huge": 1e300, "tiny": .number(.leastNonzeroMagnitude), "neg": -12345.678, "frac": 0.1,
@@ -474,7 +474,7 @@ private enum RandomSnapshot {
             updatedAt: date(using: &random), cancelRequested: Bool.random(using: &random),
             maxAttempts: maybe { integer(using: &$0) }, timeoutMs: maybe { integer(using: &$0) },
             stalled: maybe { Bool.random(using: &$0) }, idempotencyKey: maybe { string(using: &$0) },
-            orderingKey: maybe { string(using: &$0) })
+            submittedBy: maybe { string(using: &$0) }, orderingKey: maybe { string(using: &$0) })
         if Int.random(in: 0..<10, using: &random) == 0 { snapshot.schemaVersion = integer(using: &random) }
         return snapshot
     }

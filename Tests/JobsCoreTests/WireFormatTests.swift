@@ -17,7 +17,7 @@ struct WireFormatTests {
         error: JobError(code: "handler_error", message: "disk full"),
         workerID: "worker-7f3a",
         createdAt: at(0.001), startedAt: at(1.123), finishedAt: at(2.999), updatedAt: at(3.457),
-        cancelRequested: true, maxAttempts: 3, timeoutMs: 60_000, stalled: true, idempotencyKey: "order-1234",
+        cancelRequested: true, maxAttempts: 3, timeoutMs: 60_000, stalled: true, idempotencyKey: "order-1234", submittedBy: "billing",
         orderingKey: "customer-42"
     )
 
