@@ -52,7 +52,7 @@ struct JobRoutes: Sendable {
             guard keysInFlight.claim(idempotencyKey) else { throw ProblemDetails.idempotencyKeyInUse(idempotencyKey.key) }
         }
         defer { idempotencyKey.map(keysInFlight.release) }
-        if let idempotencyKey, let existing = await job(for: idempotencyKey) {
+        if let idempotencyKey, let existing = await job(for: idempotencyKey), !withdrawals.isRefused(existing) {
             guard existing.type == submission.type, existing.params == submission.params,
                   submission.orderingKey == existing.orderingKey,
                   submission.maxAttempts == nil || submission.maxAttempts == existing.maxAttempts,
@@ -70,11 +70,9 @@ struct JobRoutes: Sendable {
         let sent = await commands.submit(job)
         if let error = sent.start {
             logger.warning("start command not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
-            if sent.queued == nil {
-                // The job was not accepted, but its queued snapshot landed: withdraw
-                // it, so no reader shows a job that will never run.
-                await withdrawals.withdraw(job.id)
-            }
+            // The job was not accepted, but its queued snapshot may land (even one
+            // that timed out may be written once the broker is back): withdraw it.
+            withdrawals.withdraw(job.id)
             throw ProblemDetails.brokerUnavailable("the job could not be queued in time (\(error.code)); it was not accepted")
         }
         view.apply(job)

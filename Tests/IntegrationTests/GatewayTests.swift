@@ -417,7 +417,7 @@ struct BadInputTests {
     @Test("when Kafka can't take the command in time the answer is 503 with Retry-After, and no job exists")
     func brokerDownGives503() async throws {
         let system = try TestCluster()
-        try await system.withGateway(worker: false, commandTimeout: .seconds(1)) { client in
+        let warm = try await system.withGatewayReturning(worker: false, commandTimeout: .seconds(1)) { client in
             let warm = try await client.submit(#"{"type":"noop"}"#)
             system.setLeader(-1, of: system.topics.all)
             let reply = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#)
@@ -426,10 +426,13 @@ struct BadInputTests {
             #expect(reply.headers[.retryAfter] == "1")
             #expect(try reply.problem().type == "/problems/broker-unavailable")
             #expect(try await client.job(warm.id).status == .queued)
+            return warm
         }
-        // Only the warm-up job's command and queued snapshot exist.
+        // Only the warm-up job's command and queued snapshot exist (the refused
+        // job's tombstone may follow, withdrawing a snapshot that never landed).
         #expect(try await system.recordCount(system.topics.commands) == 1)
-        #expect(try await system.recordCount(system.topics.status) == 1)
+        let snapshots = try await system.statusEvents(timeout: .seconds(3)) { _ in false }
+        #expect(snapshots.map(\.id) == [warm.id])
     }
 
     @Test("a gateway started while the broker is unreachable refuses a submit with 503 within the command timeout")
@@ -478,6 +481,41 @@ struct BadInputTests {
             if let refused = ids.last, refused != warm.id {
                 #expect(try await client.request(.get, "/jobs/\(refused)").status == .notFound)
             }
+        }
+    }
+
+    @Test("a queued snapshot that times out on its way but is written later is withdrawn too; a repeat of the refused submit creates the job")
+    func lateQueuedSnapshotIsWithdrawn() async throws {
+        // The command never lands (its topic has no leader). The snapshot is written
+        // at once, but its acknowledgement comes after the command timeout: to the
+        // gateway it failed too, and it used to stay, queued forever, in every view,
+        // and a repeat under its Idempotency-Key got 200 for a job that never runs.
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(worker: false, commandTimeout: .seconds(1)) { client in
+            let warm = try await client.submit(#"{"type":"noop"}"#)
+            system.setLeader(-1, of: [system.topics.commands])
+            system.cluster.setRoundTripTime(3000)
+            let keyed: HTTPFields = [.idempotencyKey: "late-snapshot"]
+            let refused = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: keyed)
+            #expect(refused.status == .serviceUnavailable)
+            system.cluster.setRoundTripTime(0)
+            system.setLeader(1, of: [system.topics.commands])
+
+            // The snapshot landed, and so did its tombstone: the refused job is in no view.
+            let events = try await system.statusEvents(timeout: .seconds(15)) { $0.count >= 2 }
+            let refusedID = try #require(events.map(\.id).first { $0 != warm.id }, "the late snapshot did land")
+            var listed: [JobID] = []
+            for _ in 0..<200 {
+                listed = try await client.list().jobs.map(\.id)
+                if listed == [warm.id] { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(listed == [warm.id])
+            #expect(try await client.request(.get, "/jobs/\(refusedID)").status == .notFound)
+
+            let repeated = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: keyed)
+            #expect(repeated.status == .accepted, "the refused job does not exist: the repeat creates it")
+            #expect(try repeated.snapshot().id != refusedID)
         }
     }
 
