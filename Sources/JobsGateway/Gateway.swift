@@ -46,7 +46,8 @@ public func buildGateway(
         }
     }
     let directory = try WorkerDirectory(configuration: configuration.kafka, topics: configuration.topics, view: view,
-                                        commands: commands, silenceTimeout: configuration.workerSilenceTimeout, logger: logger)
+                                        commands: commands, silenceTimeout: configuration.workerSilenceTimeout,
+                                        retention: configuration.workerRetention, logger: logger)
     let router = Router(context: GatewayRequestContext.self)
     router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
     if !configuration.allowedOrigins.isEmpty {

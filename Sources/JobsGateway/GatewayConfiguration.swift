@@ -20,6 +20,9 @@ public struct GatewayConfiguration: Sendable {
     /// A worker without a heartbeat this long is presumed lost: its running jobs
     /// are shown `stalled` until they run again.
     public var workerSilenceTimeout: Duration
+    /// A worker stopped or silent this long is dropped from `GET /workers`, and
+    /// tombstoned on the workers topic.
+    public var workerRetention: Duration
     /// How long an ended job stays in the view; it is then dropped and a
     /// tombstone lets the compacted status topic forget it too.
     public var jobRetention: Duration
@@ -54,7 +57,7 @@ public struct GatewayConfiguration: Sendable {
         kafka: KafkaConfiguration, topics: TopicNames = TopicNames(), host: String = "127.0.0.1", port: Int = 8080,
         commandTimeout: Duration = .seconds(5), maxBodyBytes: Int = 64 * 1024,
         jobTypes: [JobTypeDescriptor] = BuiltinJobTypes.all, catchUpTimeout: Duration = .seconds(2),
-        workerSilenceTimeout: Duration = .seconds(10), jobRetention: Duration = .seconds(7 * 24 * 3600),
+        workerSilenceTimeout: Duration = .seconds(10), workerRetention: Duration = .seconds(3600), jobRetention: Duration = .seconds(7 * 24 * 3600),
         retentionSweepInterval: Duration = .seconds(60), workerGroup: String = "jobs-workers",
         authentication: Authentication, allowedOrigins: [String] = [], maxParamsBytes: Int = 16 * 1024,
         maxPageSize: Int = 200, maxStreamsPerClient: Int = 8, streamKeepAliveInterval: Duration = .seconds(15),
@@ -69,6 +72,7 @@ public struct GatewayConfiguration: Sendable {
         self.jobTypes = jobTypes
         self.catchUpTimeout = catchUpTimeout
         self.workerSilenceTimeout = workerSilenceTimeout
+        self.workerRetention = workerRetention
         self.jobRetention = jobRetention
         self.retentionSweepInterval = retentionSweepInterval
         self.workerGroup = workerGroup

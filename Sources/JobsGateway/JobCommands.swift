@@ -48,6 +48,11 @@ struct JobCommands: Sendable {
         try await producer.send(topic: topics.status, key: key(id), value: nil)
     }
 
+    /// Tells the compacted workers topic to forget a worker.
+    func forgetWorker(_ workerID: String) async throws(KafkaError) {
+        try await producer.send(topic: topics.workers, key: Array(workerID.utf8), value: nil)
+    }
+
     private func key(_ id: JobID) -> [UInt8] { Array(id.rawValue.utf8) }
 
     private func encode(_ write: () throws -> [UInt8]) throws(KafkaError) -> [UInt8] {

@@ -13,10 +13,12 @@ import Synchronization
 public final class JobView: Service {
     private struct State {
         var table = JobTable()
-        /// Idempotency key → the job it created.
-        var idempotencyKeys: [String: JobID] = [:]
+        /// Idempotency key, within its submitter's keys → the job it created.
+        var idempotencyKeys: [IdempotencyScope: JobID] = [:]
         /// Ended jobs whose last record on the topic is a stale one.
         var staleTails: Set<JobID> = []
+        /// Jobs now `running`: the watch for silent workers looks only at these.
+        var running: Set<JobID> = []
         var countsByStatus: [JobStatus: Int] = [:]
         /// Caught up with the topic's end as it was at start-up.
         var ready = false
@@ -39,7 +41,7 @@ public final class JobView: Service {
         /// final state must never count as stale, or re-publishing it would be
         /// read back as stale again, without end.
         mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleFinal: Bool) {
-            if let key = snapshot.idempotencyKey { idempotencyKeys[key] = snapshot.id }
+            if let key = IdempotencyScope(snapshot) { idempotencyKeys[key] = snapshot.id }
             let (previous, changed) = table.fold(snapshot, stamp: changeSequence + 1)
             if changed == nil, let previous, previous.status.isTerminal, SnapshotOrder(previous) != SnapshotOrder(snapshot) {
                 staleTails.insert(snapshot.id)

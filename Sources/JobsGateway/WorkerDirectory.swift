@@ -19,14 +19,18 @@ final class WorkerDirectory: Service {
     private let commands: JobCommands
     /// A worker silent this long (by its own clock) is presumed lost.
     let silenceTimeout: Duration
+    /// A worker stopped or silent this long is forgotten: every host restart
+    /// brings new worker ids, and the list must not grow without end.
+    let retention: Duration
     private let logger: Logger
 
     init(configuration: KafkaConfiguration, topics: TopicNames, view: JobView, commands: JobCommands,
-         silenceTimeout: Duration, logger: Logger) throws(KafkaError) {
+         silenceTimeout: Duration, retention: Duration, logger: Logger) throws(KafkaError) {
         reader = try KafkaTopicReader(configuration: configuration, topic: topics.workers, from: .beginning, logger: logger)
         self.view = view
         self.commands = commands
         self.silenceTimeout = silenceTimeout
+        self.retention = retention
         self.logger = logger
     }
 
@@ -54,7 +58,15 @@ final class WorkerDirectory: Service {
     private func follow() async {
         let decoder = WireFormat.decoder()
         for await message in reader {
-            guard let value = message.value, let heartbeat = try? decoder.decode(WorkerHeartbeat.self, from: Data(value)) else { continue }
+            guard let value = message.value else {
+                // A tombstone: some gateway forgot this worker. One that beats again since stays.
+                let id = message.key.map { String(decoding: $0, as: UTF8.self) }
+                workers.withLock { workers in
+                    if let id, let known = workers[id], !isAlive(known, now: Date()) { workers.removeValue(forKey: id) }
+                }
+                continue
+            }
+            guard let heartbeat = try? decoder.decode(WorkerHeartbeat.self, from: Data(value)) else { continue }
             let isNewest = workers.withLock { workers in
                 if let known = workers[heartbeat.workerID], known.sentAt > heartbeat.sentAt { return false }
                 workers[heartbeat.workerID] = heartbeat
@@ -98,20 +110,47 @@ final class WorkerDirectory: Service {
             try? await Task.sleep(for: .seconds(1))
             guard view.isReady else { continue }
             let now = Date()
-            let silent = workers.withLock { $0.values.filter { !$0.stopped && !self.isAlive($0, now: now) } }
-            for worker in silent {
-                for job in view.unstalledJobs(runningOn: worker.workerID) {
-                    guard let marked = try? job.markedStalled(at: now) else { continue }
-                    logger.warning("job stalled: its worker is silent", metadata: [
-                        "job.id": "\(job.id)", "worker.id": "\(worker.workerID)", "silentFor": "\(now.timeIntervalSince(worker.sentAt))",
-                    ])
-                    view.apply(marked)
-                    do {
-                        try await commands.publishStatus(marked)
-                    } catch {
-                        logger.warning("stall mark not published", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
-                    }
-                }
+            let silent = workers.withLock { $0.filter { !$0.value.stopped && !self.isAlive($0.value, now: now) } }
+            if !silent.isEmpty {
+                await markStalled(view.unstalledJobs(runningOn: Set(silent.keys)), silent: silent, now: now)
+            }
+            await forgetWorkers(gone: now.addingTimeInterval(-retention.seconds))
+        }
+    }
+
+    private func markStalled(_ jobs: [JobSnapshot], silent: [String: WorkerHeartbeat], now: Date) async {
+        for job in jobs {
+            guard let marked = try? job.markedStalled(at: now), let worker = job.workerID else { continue }
+            logger.warning("job stalled: its worker is silent", metadata: [
+                "job.id": "\(job.id)", "worker.id": "\(worker)",
+                "silentFor": "\(silent[worker].map { now.timeIntervalSince($0.sentAt) } ?? 0)",
+            ])
+            view.apply(marked)
+            do {
+                try await commands.publishStatus(marked)
+            } catch {
+                logger.warning("stall mark not published", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Drops the workers last heard from before `cutoff`, and tombstones them so
+    /// the compacted workers topic forgets them too. Every replica does this;
+    /// duplicate tombstones are harmless.
+    private func forgetWorkers(gone cutoff: Date) async {
+        let gone = workers.withLock { workers in
+            let gone = workers.values.filter { $0.sentAt < cutoff }.map(\.workerID)
+            for id in gone { workers.removeValue(forKey: id) }
+            return gone
+        }
+        guard !gone.isEmpty else { return }
+        unreadable.withLock { pairs in pairs = pairs.filter { pair in !gone.contains { pair.hasPrefix("\($0)\u{0}") } } }
+        logger.info("forgot workers not heard from since \(cutoff)", metadata: ["workers": "\(gone.sorted())"])
+        for id in gone {
+            do {
+                try await commands.forgetWorker(id)
+            } catch {
+                logger.warning("worker tombstone not published", metadata: ["worker.id": "\(id)", "error": "\(error)"])
             }
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import JobsCore
 import JobsWorker
+import KafkaClient
 import Testing
 
 @Suite("Job types and workers discovered from heartbeats", .timeLimit(.minutes(2)))
@@ -48,6 +49,61 @@ struct DiscoveryTests {
             #expect(workers.first?.workerID == "test-worker")
             #expect(workers.first?.alive == true)
             #expect(workers.first?.jobTypes == ["greet", "noop", "sleep"])
+        }
+    }
+
+    @Test("a worker not heard from for the retention is dropped from /workers and tombstoned; one that beats stays")
+    func goneWorkersAreForgotten() async throws {
+        let system = try TestCluster()
+        let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.workers], logger: .quiet)
+        let twoHoursAgo = Date().addingTimeInterval(-7200)
+        for (id, stopped) in [("killed-long-ago", false), ("stopped-long-ago", true)] {
+            let heartbeat = WorkerHeartbeat(workerID: id, jobTypes: [], concurrency: 1, runningJobs: [],
+                                            startedAt: twoHoursAgo, sentAt: twoHoursAgo, stopped: stopped, intervalMs: 2000)
+            try await producer.send(topic: system.topics.workers, key: Array(id.utf8), value: WireFormat.encode(heartbeat))
+        }
+        await producer.shutdown()
+
+        try await system.withGateway(configure: { $0.workerRetention = .seconds(3600) }) { client in
+            var listed: [String] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while listed != ["test-worker"], ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                let body = try await client.request(.get, "/workers").body
+                listed = (try JSONDecoder().decode([String: [WorkerEntry]].self, from: Data(buffer: body))["workers"] ?? []).map(\.workerID)
+            }
+            #expect(listed == ["test-worker"])
+        }
+        // The gateway read both old heartbeats, and told the compacted topic to forget them.
+        let tombstoned = try await Self.tombstonedKeys(system, expecting: 2, timeout: .seconds(10))
+        #expect(tombstoned == ["killed-long-ago", "stopped-long-ago"])
+    }
+
+    /// The keys of the workers topic's tombstones, once `count` are seen or the time runs out.
+    static func tombstonedKeys(_ system: TestCluster, expecting count: Int, timeout: Duration) async throws -> Set<String> {
+        let reader = try KafkaTopicReader(configuration: system.kafka, topic: system.topics.workers, from: .beginning, logger: .quiet)
+        return await withTaskGroup(of: Set<String>?.self) { group in
+            group.addTask {
+                var keys = Set<String>()
+                for await message in reader where message.value == nil {
+                    keys.insert(String(decoding: message.key ?? [], as: UTF8.self))
+                    if keys.count >= count { break }
+                }
+                return keys
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                await reader.close()  // ends the loop above with what it found
+                return nil
+            }
+            var keys: Set<String> = []
+            for await result in group {
+                guard let result else { continue }
+                keys = result
+                group.cancelAll()
+            }
+            await reader.close()
+            return keys
         }
     }
 
