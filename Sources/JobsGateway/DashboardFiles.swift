@@ -8,8 +8,8 @@ import Logging
 /// Only those paths: `FileMiddleware` serves a file at any spelling, and
 /// `/index.html/` came back without a `Content-Type` or `Cache-Control`. And
 /// always whole: for a `Range` starting past the end it answered `206` with a
-/// negative `Content-Length`. RFC 9110 lets a server ignore `Range`, and these
-/// files are a few dozen KiB.
+/// negative `Content-Length`. RFC 9110 lets a server ignore `Range` (and then
+/// not send `Accept-Ranges: bytes`), and these files are a few dozen KiB.
 struct DashboardFiles<Context: RequestContext>: RouterMiddleware {
     private let files: FileMiddleware<Context, LocalFileSystem>
 
@@ -28,10 +28,16 @@ struct DashboardFiles<Context: RequestContext>: RouterMiddleware {
         guard DashboardPaths.methods.contains(request.method), DashboardPaths.all.contains(request.uri.path) else {
             return try await next(request, context)
         }
-        guard request.headers[.range] != nil else { return try await files.handle(request, context: context, next: next) }
-        var head = request.head
-        head.headerFields[.range] = nil
-        return try await files.handle(Request(head: head, body: request.body), context: context, next: next)
+        var whole = request
+        if request.headers[.range] != nil {
+            var head = request.head
+            head.headerFields[.range] = nil
+            whole = Request(head: head, body: request.body)
+        }
+        var response = try await files.handle(whole, context: context, next: next)
+        // FileMiddleware says it takes ranges; here it doesn't.
+        response.headers[.acceptRanges] = nil
+        return response
     }
 }
 

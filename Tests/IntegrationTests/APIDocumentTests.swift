@@ -134,6 +134,7 @@ struct APIDocumentTests {
             let ranged = try await client.request(.get, "/dashboard.js", headers: [.range: "bytes=999999-"])
             #expect(ranged.status == .ok && ranged.body == whole.body)
             #expect(ranged.headers[.contentLength] == String(whole.body.readableBytes) && ranged.headers[.contentRange] == nil)
+            #expect(whole.headers[.acceptRanges] == nil && ranged.headers[.acceptRanges] == nil, "no ranges, so none announced")
             // Only the files' own paths; another method there is a 405.
             #expect(try await client.request(.get, "/index.html/").status == .notFound)
             for (method, path) in [(HTTPRequest.Method.post, "/"), (.delete, "/dashboard.js")] {
