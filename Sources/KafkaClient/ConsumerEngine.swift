@@ -42,10 +42,10 @@ final class ConsumerEngine: Sendable {
         guard let consumerQueue = rd_kafka_queue_get_consumer(client.pointer) else {
             throw .invalidConfiguration("a consumer needs a group.id that is not empty")
         }
-        let queue = QueueHandle(consumerQueue)
-        let buffer = EventBuffer(lowWater: capacity / 2) { [flow] in
+        let queue = QueueHandle(consumerQueue, of: client)
+        let buffer = EventBuffer(lowWater: capacity / 2) { [flow, weak queue] in
             // Wake the poll thread so it resumes the partitions without waiting out its timeout.
-            if flow.isPaused { queue.yield() }
+            if flow.isPaused { queue?.yield() }
         }
         rebalance.buffer = buffer
         self.client = client
@@ -218,9 +218,17 @@ final class FlowControl: Sendable {
 }
 
 /// A `rd_kafka_queue_t` reference, destroyed with its owner.
+///
+/// It keeps its client alive: librdkafka wants every queue destroyed before
+/// its handle, whatever order the owner's properties are released in. (The
+/// buffer's wake-up holds it weakly: the client's callbacks hold the buffer.)
 final class QueueHandle: @unchecked Sendable {
     let pointer: OpaquePointer
-    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    private let client: NativeClient
+    init(_ pointer: OpaquePointer, of client: NativeClient) {
+        self.pointer = pointer
+        self.client = client
+    }
     func yield() { rd_kafka_queue_yield(pointer) }
     deinit { rd_kafka_queue_destroy(pointer) }
 }
