@@ -160,6 +160,42 @@ struct GuaranteeTests {
         #expect(try await system.recordCount(system.topics.commands) == 1)
     }
 
+    @Test("a worker takes no command until it has read the status topic to its end: an ended job is not run again, even when that topic can't be read at first")
+    func waitsForTheStatusTopicBeforeActing() async throws {
+        let system = try TestCluster(partitions: 1)
+        let counter = AttemptCounter()
+        var registry = JobRegistry.builtin
+        registry.register("counted", params: [String: Int].self) { _, context -> Int in
+            counter.record(context.jobID)
+        }
+        // A job that ran and succeeded, its command's offset never committed (its
+        // worker died at once), then a job that has not run yet.
+        let ended = JobSnapshot.queued(type: "counted", params: [:])
+        let fresh = JobSnapshot.queued(type: "counted", params: [:])
+        let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands], logger: .quiet)
+        for job in [ended, fresh] {
+            try await producer.send(topic: system.topics.commands, key: Array(job.id.rawValue.utf8),
+                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
+        }
+        await producer.shutdown()
+        try await system.publish(try ended.started(attempt: 1, by: "gone").succeeded(result: nil))
+        system.setLeader(-1, of: [system.topics.status])
+
+        try await system.withGateway(registry: registry) { _ in
+            // Long enough for the worker to join its group (about 3 s) and for a
+            // catch-up that gives up to give up.
+            try await Task.sleep(for: .seconds(8))
+            #expect(counter.count(ended.id) == 0 && counter.count(fresh.id) == 0, "nothing runs while the status topic can't be read")
+            system.setLeader(1, of: [system.topics.status])
+            let deadline = ContinuousClock.now + .seconds(30)
+            while counter.count(fresh.id) == 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(counter.count(fresh.id) == 1)
+            #expect(counter.count(ended.id) == 0, "the ended job was not run again")
+        }
+    }
+
     @Test("the running jobs of a worker that falls silent are shown stalled until a later snapshot")
     func silentWorkerStallsItsJobs() async throws {
         let system = try TestCluster()
