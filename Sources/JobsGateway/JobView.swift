@@ -92,6 +92,8 @@ public final class JobView: Service {
     private let metrics: GatewayMetrics?
     private let logger: Logger
     private let feed = JobChangeFeed()
+    /// Wakes the task that re-publishes stale tails; one pending wake is enough.
+    private let staleTailsFound = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     /// Names this view instance in change positions (SSE event ids).
     public let epoch = String(UInt32.random(in: .min ... .max), radix: 36)
 
@@ -237,12 +239,18 @@ public final class JobView: Service {
     /// would read as live after compaction. Publishing its final state again makes
     /// that the last record. Only done once caught up: while replaying history the
     /// final may well follow further on.
+    ///
+    /// A task of its own, woken by `follow`: a partition that can't be written
+    /// (each attempt then waits out the message timeout) must not hold up the
+    /// folding of every other partition.
     private func reassertStaleTails() async {
-        let finals = state.withLock { state in
-            defer { state.staleTails.removeAll() }
-            return state.staleTails.compactMap { state.table[$0] }
+        for await _ in staleTailsFound.stream {
+            let finals = state.withLock { state in
+                defer { state.staleTails.removeAll() }
+                return state.staleTails.compactMap { state.table[$0] }
+            }
+            for final in finals { await reassert(final) }
         }
-        for final in finals { await reassert(final) }
     }
 
     /// The job, waiting (bounded) for the view to reach the topic's current end if
@@ -265,6 +273,7 @@ public final class JobView: Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.follow() }
                 group.addTask { await self.becomeReady() }
+                group.addTask { await self.reassertStaleTails() }
                 if let retention = self.retention {
                     group.addTask { await self.expireOldJobs(retention) }
                 }
@@ -282,7 +291,7 @@ public final class JobView: Service {
                 logger.warning("skipping undecodable status event", metadata: ["offset": "\(message.offset)", "error": "\(error)"])
             }
             if fold(records), isReady {
-                await reassertStaleTails()
+                staleTailsFound.continuation.yield()
             }
             offsets.advance(past: batch)
         }
@@ -322,7 +331,7 @@ public final class JobView: Service {
                 let ends = try await reader.endOffsets()
                 if await offsets.wait(until: ends, timeout: .seconds(30)) {
                     state.withLock { $0.ready = true }
-                    await reassertStaleTails()
+                    staleTailsFound.continuation.yield()
                     logger.info("job view caught up", metadata: ["jobs": "\(count)", "took": "\(ContinuousClock.now - started)"])
                     return
                 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import JobsCore
+@testable import JobsGateway
 import JobsWorker
 import KafkaClient
 import Synchronization
@@ -235,6 +236,31 @@ struct GuaranteeTests {
             }.filter { $0.id == job.id }
             #expect(events.map(\.status) == [.queued, .succeeded, .queued, .succeeded])
             #expect(events.count == 4 && events[3] == events[1], "the re-published record is the final snapshot itself")
+        }
+    }
+
+    @Test("a final snapshot that can't be re-published holds up no other job's changes")
+    func stuckReassertionLeavesTheViewFolding() async throws {
+        let system = try TestCluster(partitions: 1)
+        let reasserting = Mutex<[JobID]>([])
+        // As when the job's status partition can't be written: the publish hangs.
+        let view = try JobView(configuration: system.kafka, topic: system.topics.status, logger: .quiet) { final in
+            reasserting.withLock { $0.append(final.id) }
+            try? await Task.sleep(for: .seconds(600))
+        }
+        try await withThrowingTaskGroup { group in
+            group.addTask { try await view.run() }
+            defer { group.cancelAll() }
+            #expect(await pollUntil(timeout: .seconds(10)) { view.isReady })
+
+            let job = JobSnapshot.queued(type: "noop", params: .object([:]))
+            try await system.publish(try job.started(attempt: 1, by: "w").succeeded(result: nil))
+            try await system.publish(job)  // a late `queued`, after the final one
+            #expect(await pollUntil(timeout: .seconds(10)) { reasserting.withLock { $0 == [job.id] } })
+
+            let other = JobSnapshot.queued(type: "noop", params: .object([:]))
+            try await system.publish(other)
+            #expect(await pollUntil(timeout: .seconds(10)) { view[other.id] != nil }, "the view folds on while the re-publish hangs")
         }
     }
 }
