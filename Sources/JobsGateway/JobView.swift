@@ -24,9 +24,10 @@ public final class JobView: Service {
         var ready = false
         /// Every job by creation time, for listing.
         var listIndex = JobListIndex()
-        /// Counts changes; each job's entry in the table is stamped with its latest,
-        /// so a stream resumes exactly.
-        var changeSequence: UInt64 = 0
+        /// Counts changes, and remembers the latest ones' jobs; each job's entry
+        /// in the table is stamped with its latest, so a stream resumes exactly.
+        var recentChanges: RecentChanges
+        var changeSequence: UInt64 { recentChanges.latest }
 
         mutating func count(_ removed: JobSnapshot?, _ added: JobSnapshot?) {
             if let removed { countsByStatus[removed.status, default: 0] -= 1 }
@@ -65,7 +66,7 @@ public final class JobView: Service {
             } else {
                 listIndex.insertAbsent(position)  // new to the table, so to the index
             }
-            changeSequence += 1
+            recentChanges.record(changed.id)
             return (previous, changed, false)
         }
 
@@ -82,7 +83,7 @@ public final class JobView: Service {
         }
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let offsets = ConsumedOffsets()
     private let reader: KafkaTopicReader
     private let endOffsets: SharedQuery<[Int32: Int64]>
@@ -104,8 +105,12 @@ public final class JobView: Service {
         var tombstone: @Sendable (JobID) async -> Void
     }
 
+    /// - Parameter recentChanges: how many of the latest changes a resumed
+    ///   stream finds without a scan of every job (see ``RecentChanges``).
     init(configuration: KafkaConfiguration, topic: String, logger: Logger, retention: Retention? = nil,
-         metrics: GatewayMetrics? = nil, reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
+         metrics: GatewayMetrics? = nil, recentChanges: Int = 65_536,
+         reassert: @escaping @Sendable (JobSnapshot) async -> Void) throws(KafkaError) {
+        state = Mutex(State(recentChanges: RecentChanges(capacity: recentChanges)))
         // Clients wait on this reader (a job's progress, its cancel): it fetches eagerly.
         let reader = try KafkaTopicReader(configuration: configuration, topic: topic, from: .beginning,
                                           maxFetchWait: .milliseconds(3), logger: logger)
@@ -177,14 +182,25 @@ public final class JobView: Service {
         state.withLock { state in
             guard position.epoch == epoch, position.sequence <= state.changeSequence else { return (nil, state.changeSequence) }
             var changed: [(UInt64, JobSnapshot)] = []
-            for (snapshot, sequence) in state.table.stampedSnapshots where sequence > position.sequence {
-                guard filter.matches(snapshot) else { continue }
-                if changed.count == limit { return (nil, state.changeSequence) }
+            func add(_ snapshot: JobSnapshot, at sequence: UInt64) -> Bool {
+                guard filter.matches(snapshot) else { return true }
+                guard changed.count < limit else { return false }
                 changed.append((sequence, snapshot))
+                return true
             }
-            let changes = changed.sorted { $0.0 < $1.0 }.map {
-                JobChange(position: ChangePosition(epoch: epoch, sequence: $0.0), snapshot: $0.1)
+            if let recent = state.recentChanges.changes(after: position.sequence) {
+                // In change order already; a job counts at its latest change only.
+                for (sequence, id) in recent {
+                    guard let (snapshot, stamp) = state.table.stamped(id), stamp == sequence else { continue }
+                    guard add(snapshot, at: sequence) else { return (nil, state.changeSequence) }
+                }
+            } else {
+                for (snapshot, sequence) in state.table.stampedSnapshots where sequence > position.sequence {
+                    guard add(snapshot, at: sequence) else { return (nil, state.changeSequence) }
+                }
+                changed.sort { $0.0 < $1.0 }
             }
+            let changes = changed.map { JobChange(position: ChangePosition(epoch: epoch, sequence: $0.0), snapshot: $0.1) }
             return (changes, state.changeSequence)
         }
     }

@@ -44,4 +44,39 @@ struct JobChangeFeedTests {
         #expect(ChangePosition("a-b-7") == ChangePosition(epoch: "a-b", sequence: 7))
         for bad in ["", "7", "abc-", "abc-x", "-5", "abc-+5"] { #expect(ChangePosition(bad) == nil, "\(bad)") }
     }
+
+    @Test("the log of recent changes gives the jobs changed after a position, in order, while it reaches back that far")
+    func recentChangesReachBackTheirCapacity() {
+        var log = RecentChanges(capacity: 3)
+        #expect(log.changes(after: 0).map(Array.init)?.isEmpty == true)
+        for job in ["a", "b", "a", "c"] { log.record(JobID(rawValue: job)) }
+        #expect(log.latest == 4)
+        #expect(log.changes(after: 1).map { $0.map(\.position) } == [2, 3, 4])
+        #expect(log.changes(after: 1).map { $0.map(\.job.rawValue) } == ["b", "a", "c"])
+        #expect(log.changes(after: 4).map(Array.init)?.isEmpty == true)
+        #expect(log.changes(after: 0) == nil, "position 1 has left the log")
+        #expect(log.changes(after: 5) == nil, "a position the view has not reached")
+    }
+
+    @Test("a resumed stream gets each job changed since its position once, at its latest change, with or without the log of recent changes")
+    func resumeSendsEachChangedJobOnce() throws {
+        let system = try TestCluster(partitions: 1)
+        let view = try JobView(configuration: system.kafka, topic: system.topics.status, logger: .quiet, recentChanges: 4) { _ in }
+        let jobs = ["a", "b", "c", "d"].map { JobSnapshot.queued(id: JobID(rawValue: $0), type: "noop", params: [:]) }
+        let running = try jobs[0].started(attempt: 1, by: "w")
+        // Positions: a 1, b 2, c 3, a 4, d 5, a 6.
+        for snapshot in [jobs[0], jobs[1], jobs[2], running, jobs[3], try running.succeeded(result: nil)] { view.apply(snapshot) }
+        func resumed(after sequence: UInt64, statuses: Set<JobStatus> = [], limit: Int = 100) -> [String]? {
+            let answer = view.changes(since: ChangePosition(epoch: view.epoch, sequence: sequence),
+                                      matching: JobFilter(statuses: statuses, types: []), limit: limit)
+            #expect(answer.through == 6)
+            return answer.changes?.map { "\($0.snapshot.id.rawValue)@\($0.position.sequence)" }
+        }
+        #expect(resumed(after: 2) == ["c@3", "d@5", "a@6"], "from the log")
+        #expect(resumed(after: 1) == ["b@2", "c@3", "d@5", "a@6"], "from a scan: position 2 has left the log")
+        #expect(resumed(after: 2, statuses: [.queued]) == ["c@3", "d@5"])
+        #expect(resumed(after: 2, limit: 2) == nil, "more jobs changed than the limit: list again")
+        #expect(resumed(after: 1, limit: 3) == nil)
+        #expect(resumed(after: 6) == [])
+    }
 }
