@@ -37,6 +37,48 @@ struct JobChangeFeedTests {
         #expect(feed.subscriberCount == 0)
     }
 
+    func change(_ sequence: UInt64, paramsBytes: Int) -> JobChange {
+        JobChange(position: ChangePosition(epoch: "e", sequence: sequence),
+                  snapshot: .queued(id: JobID(rawValue: "job-\(sequence)"), type: "noop",
+                                    params: ["text": .string(String(repeating: "x", count: paramsBytes))]))
+    }
+
+    @Test("a subscriber whose unread changes outgrow the byte bound is ended after the oldest that fit")
+    func byteBoundEndsTheStream() async {
+        let feed = JobChangeFeed(bufferSize: 100, bufferBytes: 20_000)
+        let subscription = feed.subscribe { _ in true }
+        let size = change(1, paramsBytes: 3000).approximateBytes
+        #expect(size > 3000)
+        for sequence in UInt64(1)...20 { feed.publish(change(sequence, paramsBytes: 3000)) }
+        var received: [UInt64] = []
+        for await item in subscription.items {
+            if case .change(let change) = item { received.append(change.position.sequence) }
+        }
+        #expect(received == Array(1...UInt64(20_000 / size)))
+        #expect(received.count < 20)
+        #expect(feed.subscriberCount == 0)
+    }
+
+    @Test("reading frees a subscriber's bytes, and a change larger than the bound still goes through alone")
+    func readChangesFreeTheirBytes() async {
+        let feed = JobChangeFeed(bufferSize: 100, bufferBytes: 20_000)
+        let subscription = feed.subscribe { _ in true }
+        var items = subscription.items.makeAsyncIterator()
+        var received: [UInt64] = []
+        for sequence in UInt64(1)...20 {
+            feed.publish(change(sequence, paramsBytes: sequence == 20 ? 50_000 : 3000))
+            if case .change(let change) = await items.next() { received.append(change.position.sequence) }
+        }
+        #expect(received == Array(1...20), "a reader that keeps up is never ended, whatever it has read in all")
+        #expect(feed.subscriberCount == 1)
+        feed.publish(change(21, paramsBytes: 50_000))
+        feed.publish(change(22, paramsBytes: 10))
+        if case .change(let change) = await items.next() { received.append(change.position.sequence) }
+        #expect(received.last == 21)
+        #expect(await items.next() == nil, "the second change did not fit beside the large one: ended")
+        #expect(feed.subscriberCount == 0)
+    }
+
     @Test("a change position survives its text form; other text is no position")
     func positionText() {
         let position = ChangePosition(epoch: "1dkm470", sequence: 42)
