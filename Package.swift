@@ -92,6 +92,8 @@ let package = Package(
             dependencies: [
                 "JobsWorker", "KafkaClient", "JobsLogging", "JobsOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // A worker whose handlers record every execution, for the fault suite.

@@ -17,6 +17,8 @@ public final class JobWorker: Service {
     private let configuration: WorkerConfiguration
     private let registry: JobRegistry
     private let logger: Logger
+    /// Cuts a drain short (see ``endDrain()``); one request is enough.
+    private let drainCut = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
 
     public init(configuration: WorkerConfiguration, registry: JobRegistry = .builtin,
                 logger: Logger = Logger(label: "jobs.worker")) {
@@ -85,8 +87,8 @@ public final class JobWorker: Service {
         admission.close()
 
         logger.info("draining", metadata: ["running": "\(running.count)", "timeout": "\(configuration.drainTimeout)"])
-        if await !running.waitUntilEmpty(timeout: configuration.drainTimeout) {
-            logger.warning("drain timeout: handing running jobs back", metadata: ["running": "\(running.count)"])
+        if await !drain(running) {
+            logger.warning("drain ended: handing running jobs back", metadata: ["running": "\(running.count)"])
             running.all.forEach { $0.stop(.handBack) }
             _ = await running.waitUntilEmpty(timeout: .seconds(10))
         }
@@ -102,6 +104,28 @@ public final class JobWorker: Service {
         // two message timeouts.
         await producer.shutdown(flushTimeout: .seconds(3))
         logger.info("worker stopped")
+    }
+
+    /// Ends a graceful shutdown's drain now: jobs still running are handed back
+    /// to the group, as at the drain timeout, and run again elsewhere as new
+    /// attempts. For an operator who will not wait (the worker command calls it
+    /// on a second SIGTERM or SIGINT); before a shutdown it cuts the next drain.
+    public func endDrain() {
+        drainCut.continuation.yield()
+    }
+
+    /// Waits for the running jobs to end, until the drain timeout or ``endDrain()``;
+    /// whether they all ended.
+    private func drain(_ running: RunningJobs) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { [configuration] in await running.waitUntilEmpty(timeout: configuration.drainTimeout) }
+            group.addTask { [drainCut] in
+                for await _ in drainCut.stream { return false }
+                return false
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
     }
 
     private static func followCancels(_ reader: KafkaTopicReader, running: RunningJobs, logger: Logger) async {

@@ -7,6 +7,7 @@ import JobsWorker
 import KafkaClient
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `worker`: joins the worker group and runs jobs. Start more to scale out.
 @main
@@ -79,6 +80,17 @@ struct WorkerCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(
             services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         ))
+        // The first signal drains; a second one means "now" (as Celery's cold shutdown).
+        let secondSignal = Task {
+            var caught = 0
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                caught += 1
+                guard caught == 2 else { continue }
+                logger.warning("second signal: not waiting for running jobs", metadata: ["signal": "\(signal)"])
+                worker.endDrain()
+            }
+        }
+        defer { secondSignal.cancel() }
         try await group.run()
     }
 }

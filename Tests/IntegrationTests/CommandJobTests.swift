@@ -224,6 +224,27 @@ struct CommandJobTests {
         }
     }
 
+    @Test("a second SIGTERM ends a worker's drain at once: its running job is handed back, not waited for")
+    func secondSignalEndsTheDrain() async throws {
+        let system = try TestCluster()
+        let worker = try ChildProcess("worker", [
+            "--brokers", system.cluster.bootstrapServers, "--worker-id", "impatient-worker", "--drain-timeout", "120",
+        ], name: "impatient-worker")
+        try await worker.waitForLog("ready for assigned partitions")
+        try await system.withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"sleep","params":{"steps":600,"stepMs":100}}"#)
+            try await client.waitFor(job.id) { $0.status == .running }
+            kill(worker.pid, SIGTERM)
+            try await worker.waitForLog("draining")
+            kill(worker.pid, SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(30)), "still draining, with 120 s to go")
+            #expect(worker.exitCode == 0)
+            #expect(worker.log.contains("second signal"), "\(worker.log.suffix(2000))")
+            let handedBack = try await client.waitFor(job.id) { $0.status == .queued }
+            #expect(handedBack.attempt == 2)
+        }
+    }
+
     @Test("processes a command leaves behind are killed when it exits; commands that exit at once are fine")
     func leftoversAreKilledOnExit() async throws {
         let fixture = try CommandJobFixture()
