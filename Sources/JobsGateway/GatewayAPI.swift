@@ -105,7 +105,7 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
     let origins: Set<String>
     let cors = CORSMiddleware<Context>(
         allowOrigin: .originBased,
-        allowHeaders: [.accept, .authorization, .contentType, .idempotencyKey, .lastEventID],
+        allowHeaders: [.accept, .authorization, .contentType, .idempotencyKey, .ifNoneMatch, .lastEventID],
         allowMethods: [.get, .post, .options],
         exposedHeaders: corsExposedHeaders,
         maxAge: .seconds(600)
@@ -133,7 +133,7 @@ struct AllowedOriginsMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Response headers a cross-origin page may read.
-private let corsExposedHeaders = ["Location", "Retry-After", "WWW-Authenticate"]
+private let corsExposedHeaders = ["ETag", "Location", "Retry-After", "WWW-Authenticate"]
 
 /// The dashboard's folder: the packaged copy, or the configured one.
 func dashboardDirectory(_ configured: String?) -> String? {

@@ -93,9 +93,19 @@ struct JobRoutes: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// `GET /jobs/{id}`.
+    /// `GET /jobs/{id}`, with an `ETag`: a poller that sends it back in
+    /// `If-None-Match` gets `304`, without the body, while the job is unchanged.
     @Sendable func read(request: Request, context: Context) async throws -> Response {
-        try snapshotResponse(try await find(context), status: .ok)
+        let body = try WireFormat.encodeSnapshot(try await find(context))
+        let tag = EntityTag(of: body)
+        // `no-cache`: a cache may keep the body, but asks (with the tag) before each use.
+        let headers: HTTPFields = [.eTag: tag.description, .cacheControl: "private, no-cache"]
+        if tag.isMatched(byIfNoneMatch: request.headers[values: .ifNoneMatch]) {
+            return Response(status: .notModified, headers: headers)
+        }
+        var response = Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        response.headers[.contentType] = "application/json"
+        return response
     }
 
     /// `POST /jobs/{id}/cancel`: publish the cancel to every worker and the

@@ -202,6 +202,8 @@ struct AccessTests {
             #expect(preflight.headers[.accessControlAllowOrigin] == "https://app.example")
             #expect(preflight.headers[.accessControlAllowMethods]?.contains("POST") == true)
             #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("authorization") == true)
+            #expect(preflight.headers[.accessControlAllowHeaders]?.lowercased().contains("if-none-match") == true)
+            #expect(get.headers[.accessControlExposeHeaders]?.contains("ETag") == true, "a page may read a job's tag")
             // Error answers too, so a page can read Retry-After or WWW-Authenticate.
             let problem = try await client.request(.get, "/jobs?limit=0", headers: [.origin: "https://app.example"])
             #expect(problem.status == .badRequest)

@@ -264,6 +264,37 @@ struct EndToEndTests {
         }
     }
 
+    @Test("a poller that sends the job's ETag back gets 304 without a body until the job changes")
+    func unchangedJobIsNotModified() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            let job = try await client.submit(#"{"type":"noop"}"#)
+            let first = try await client.request(.get, "/jobs/\(job.id)")
+            let tag = try #require(first.headers[.eTag])
+            #expect(first.headers[.cacheControl] == "private, no-cache")
+            #expect(try await client.request(.get, "/jobs/\(job.id)").headers[.eTag] == tag, "same state, same tag")
+
+            for ifNoneMatch in [tag, "W/\(tag)", "\"other\", \(tag)", "*"] {
+                let unchanged = try await client.request(.get, "/jobs/\(job.id)", headers: [.ifNoneMatch: ifNoneMatch])
+                #expect(unchanged.status == .notModified, "If-None-Match: \(ifNoneMatch)")
+                #expect(unchanged.body.readableBytes == 0)
+                #expect(unchanged.headers[.eTag] == tag)
+            }
+            for ifNoneMatch in ["\"other\"", "junk", String(tag.dropLast())] {
+                let full = try await client.request(.get, "/jobs/\(job.id)", headers: [.ifNoneMatch: ifNoneMatch])
+                #expect(full.status == .ok, "If-None-Match: \(ifNoneMatch)")
+                #expect(try full.snapshot() == first.snapshot())
+            }
+
+            try await system.publish(try job.started(attempt: 1, by: "w"))
+            try await client.waitFor(job.id) { $0.status == .running }
+            let changed = try await client.request(.get, "/jobs/\(job.id)", headers: [.ifNoneMatch: tag])
+            #expect(changed.status == .ok)
+            #expect(try changed.snapshot().status == .running)
+            #expect(changed.headers[.eTag] != nil && changed.headers[.eTag] != tag)
+        }
+    }
+
     @Test("unknown ids answer 404 with a problem body")
     func unknownIDIsNotFound() async throws {
         let system = try TestCluster()
