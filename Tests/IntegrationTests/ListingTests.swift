@@ -44,6 +44,7 @@ struct ListingTests {
 
     static let badQueries = [
         ("?limit=0", "limit"), ("?limit=201", "limit"), ("?limit=ten", "limit"), ("?limit=1&limit=2", "limit"),
+        ("?limit=%2B5", "limit"), ("?limit=-1", "limit"), ("?limit=", "limit"), ("?limit=5.0", "limit"),
         ("?status=done", "status"), ("?cursor=not-a-cursor", "cursor"), ("?createdSince=yesterday", "createdSince"),
         ("?createdUntil=2026-13-01", "createdUntil"), ("?state=running", "state"),
         ("?st%61te=running", "state"),
