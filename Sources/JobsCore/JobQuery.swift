@@ -58,8 +58,7 @@ public struct JobListPosition: Sendable, Hashable, Comparable {
         let bytes = Array(cursor.utf8)
         guard bytes.count <= 512, let separator = bytes.firstIndex(of: UInt8(ascii: "_")),
               (1...15).contains(separator), separator < bytes.count - 1,
-              bytes[..<separator].allSatisfy({ (48...57).contains($0) }),
-              let millis = Int64(String(decoding: bytes[..<separator], as: UTF8.self)) else { return nil }
+              let millis = Int64(decimalDigits: bytes[..<separator]) else { return nil }
         self.init(createdAtMillis: millis, id: JobID(rawValue: String(decoding: bytes[(separator + 1)...], as: UTF8.self)))
     }
 }

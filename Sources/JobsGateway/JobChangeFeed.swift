@@ -29,7 +29,7 @@ public struct ChangePosition: Sendable, Hashable, CustomStringConvertible {
     /// Parses an event id such as `Last-Event-ID` carries back.
     public init?(_ text: String) {
         guard let dash = text.lastIndex(of: "-"), dash != text.startIndex,
-              text[text.index(after: dash)...].allSatisfy({ $0.isASCII && $0.isNumber }), let sequence = UInt64(text[text.index(after: dash)...]) else { return nil }
+              let sequence = UInt64(decimalDigits: text[text.index(after: dash)...]) else { return nil }
         self.init(epoch: String(text[..<dash]), sequence: sequence)
     }
 }

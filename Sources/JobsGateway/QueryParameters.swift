@@ -49,12 +49,10 @@ struct QueryParameters {
         return date
     }
 
-    /// Digits only: `Int("+5")` is 5, but `+5`, like ` 5` or `5.0`, is not how
-    /// anyone writes a count, and a typo accepted quietly is worse than a 400.
+    /// Digits only (`+5`, ` 5` or `5.0` are a 400, not 5).
     func integer(_ name: String, in range: ClosedRange<Int>) throws(ProblemDetails) -> Int? {
         guard let text = try single(name) else { return nil }
-        guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
-              let value = Int(text), range.contains(value) else {
+        guard let value = Int(decimalDigits: text), range.contains(value) else {
             throw ProblemDetails.invalidQuery(parameter: name, "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
         }
         return value

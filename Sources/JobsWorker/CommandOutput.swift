@@ -128,19 +128,13 @@ struct ProgressLine: Sendable, Hashable {
         let rest = line.dropFirst("PROGRESS ".count)
         let counts = rest.prefix { $0 != " " }
         let parts = counts.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let currentText = parts.first, let current = Self.count(currentText) else { return nil }
+        guard let currentText = parts.first, let current = Int(decimalDigits: currentText) else { return nil }
         var total: Int?
         if parts.count == 2 {
-            guard let parsed = Self.count(parts[1]) else { return nil }
+            guard let parsed = Int(decimalDigits: parts[1]) else { return nil }
             total = parsed
         }
         let message = rest.dropFirst(counts.count).dropFirst()
         self.init(current: current, total: total, message: message.isEmpty ? nil : String(message))
-    }
-
-    /// Decimal digits only (no sign, no spaces), small enough for an `Int`.
-    private static func count(_ text: Substring) -> Int? {
-        guard !text.isEmpty, text.count <= 18, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        return Int(text)
     }
 }
