@@ -85,15 +85,19 @@ extension FaultSuite {
         // A request sent once no partition had a leader, and answered before the first got one back, can't
         // have been acknowledged. (The commands topic comes first in `topics.all`: it is writable again
         // while the other topics still wait for their leader, so `upAt` would be too late a bound.)
+        // Every time in the failure messages counts from when the first leader was taken away.
+        let phases = String(format: "leaders taken away from 0 to %.3f s, given back from %.3f to %.3f s, slow from %.3f s, produce errors from %.3f s",
+                            downAt.seconds(since: downBegins), upBegins.seconds(since: downBegins), upAt.seconds(since: downBegins),
+                            slowAt.seconds(since: downBegins), errorsAt.seconds(since: downBegins))
+        func timed(_ entry: SubmissionLog.Entry) -> String {
+            let times = String(format: "sent at %.3f s, answered at %.3f s",
+                               entry.sentAt.seconds(since: downBegins), entry.answeredAt.seconds(since: downBegins))
+            return "\(entry.acceptedID?.rawValue ?? "refused") \(times): \(entry.description)"
+        }
         let impossible = entries.filter { $0.acceptedID != nil && $0.sentAt > downAt && $0.answeredAt < upBegins }
-        let transitions = String(format: "taking the leaders took %.3f s, giving them back %.3f s",
-                                 downAt.timeIntervalSince(downBegins), upAt.timeIntervalSince(upBegins))
-        #expect(impossible.isEmpty, "\(impossible.count) jobs accepted while the broker was down (\(transitions)): \(impossible.prefix(3).map(\.description))")
+        #expect(impossible.isEmpty, "\(impossible.count) jobs accepted while the broker was down: \(impossible.prefix(3).map(timed)) (\(phases))")
         let notOnce = accepted.filter { analysis.finals[$0]?.status != .succeeded || analysis.endLines($0).count != 1 }
-        let phases = "broker down \(downAt.seconds(since: downAt)) s, up \(upAt.seconds(since: downAt)) s, "
-            + "slow \(slowAt.seconds(since: downAt)) s, produce errors \(errorsAt.seconds(since: downAt)) s"
-        let answers = notOnce.prefix(5).compactMap { id in entries.first { $0.acceptedID == id } }
-            .map { "\($0.acceptedID!) sent at \($0.sentAt.seconds(since: downAt)) s, answered at \($0.answeredAt.seconds(since: downAt)) s" }
+        let answers = notOnce.prefix(5).compactMap { id in entries.first { $0.acceptedID == id } }.map(timed)
         #expect(notOnce.isEmpty, """
             \(notOnce.count) accepted jobs did not succeed exactly once: \(analysis.describe(notOnce.prefix(5)))
             \(answers) (\(phases))
