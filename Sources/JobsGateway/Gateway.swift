@@ -49,7 +49,7 @@ public func buildGateway(
                                         commands: commands, silenceTimeout: configuration.workerSilenceTimeout,
                                         retention: configuration.workerRetention, logger: logger)
     let router = Router(context: GatewayRequestContext.self)
-    router.add(middleware: RequestMetricsMiddleware(factory: metrics.factory))
+    router.add(middleware: RequestMetricsMiddleware(registry: metrics.registry))
     if !configuration.allowedOrigins.isEmpty {
         router.add(middleware: AllowedOriginsMiddleware(origins: Set(configuration.allowedOrigins)))
     }

@@ -2,7 +2,6 @@ import Foundation
 import JobsCore
 import KafkaClient
 import Logging
-import Metrics
 import Prometheus
 import ServiceLifecycle
 
@@ -15,25 +14,24 @@ import ServiceLifecycle
 /// while the gateway runs, not the history it replays at start-up. docs/operations.md
 /// explains each metric.
 final class GatewayMetrics: Service {
+    /// Also holds the HTTP request metrics (``RequestMetricsMiddleware``).
     let registry: PrometheusCollectorRegistry
-    /// Also makes the HTTP request metrics (``RequestMetricsMiddleware``).
-    let factory: PrometheusMetricsFactory
     private let lagProbe: ConsumerGroupLag?
     private let logger: Logger
     /// Made once: they are set on every change the view folds, and making a
     /// metric looks it up in the registry under a lock.
-    private let jobCounts: [JobStatus: Metrics.Gauge]
+    private let jobCounts: [JobStatus: Prometheus.Gauge]
+
+    /// From seconds to an hour: a job may wait or run far longer than an HTTP request.
+    private static let waits: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .seconds(5), .seconds(30), .seconds(120), .seconds(600), .seconds(3600),
+    ]
 
     init(registry: PrometheusCollectorRegistry, lagProbe: ConsumerGroupLag?, logger: Logger) {
         self.registry = registry
-        var factory = PrometheusMetricsFactory(registry: registry)
-        let waits: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-                                 .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30), .seconds(120),
-                                 .seconds(600), .seconds(3600)]
-        factory.durationHistogramBuckets = ["jobs_queue_wait_seconds": waits, "jobs_run_seconds": waits]
-        self.factory = factory
         self.jobCounts = Dictionary(uniqueKeysWithValues: JobStatus.allCases.map { status in
-            (status, Gauge(label: "jobs", dimensions: [("status", status.rawValue)], factory: factory))
+            (status, registry.makeGauge(descriptor: .jobs, labels: [("status", status.rawValue)]))
         })
         self.lagProbe = lagProbe
         self.logger = logger
@@ -43,7 +41,7 @@ final class GatewayMetrics: Service {
     func exposition() -> [UInt8] { registry.emitToBuffer() }
 
     func submitted(type: String) {
-        Counter(label: "jobs_submitted_total", dimensions: [("type", type)], factory: factory).increment()
+        registry.makeCounter(descriptor: .jobsSubmitted, labels: [("type", type)]).increment()
     }
 
     /// Called by the view for every change of a job's state once it is live
@@ -52,43 +50,84 @@ final class GatewayMetrics: Service {
         let startedNewAttempt = current.status == .running && current.sequence == 1
             && (previous?.status != .running || previous?.attempt != current.attempt)
         if startedNewAttempt {
-            Counter(label: "jobs_started_total", dimensions: [("type", current.type)], factory: factory).increment()
+            registry.makeCounter(descriptor: .jobsStarted, labels: [("type", current.type)]).increment()
             if current.attempt == 1, let startedAt = current.startedAt {
-                record("jobs_queue_wait_seconds", type: current.type, seconds: startedAt.timeIntervalSince(current.createdAt))
+                record(.jobsQueueWait, type: current.type, seconds: startedAt.timeIntervalSince(current.createdAt))
             }
         }
         if current.status.isTerminal, previous.map({ !$0.status.isTerminal }) ?? true {
-            Counter(label: "jobs_finished_total", dimensions: [("type", current.type), ("status", current.status.rawValue)],
-                    factory: factory).increment()
+            registry.makeCounter(descriptor: .jobsFinished, labels: [("type", current.type), ("status", current.status.rawValue)])
+                .increment()
             if let startedAt = current.startedAt, let finishedAt = current.finishedAt {
-                record("jobs_run_seconds", type: current.type, seconds: finishedAt.timeIntervalSince(startedAt))
+                record(.jobsRun, type: current.type, seconds: finishedAt.timeIntervalSince(startedAt))
             }
         }
     }
 
     /// Jobs in the view by status (all of them, including replayed history).
     func setJobCounts(_ counts: [JobStatus: Int]) {
-        for (status, gauge) in jobCounts { gauge.record(counts[status] ?? 0) }
+        for (status, gauge) in jobCounts { gauge.record(Int64(counts[status] ?? 0)) }
     }
 
-    private func record(_ label: String, type: String, seconds: Double) {
-        Timer(label: label, dimensions: [("type", type)], preferredDisplayUnit: .seconds, factory: factory)
+    private func record(_ metric: MetricNameDescriptor, type: String, seconds: Double) {
+        registry.makeDurationHistogram(descriptor: metric, labels: [("type", type)], buckets: Self.waits)
             .recordNanoseconds(Int64(max(0, seconds) * 1e9))
     }
 
     /// Samples the workers' lag on the commands topic every few seconds.
     func run() async throws {
         guard let lagProbe else { return }
-        let gauge = Gauge(label: "jobs_commands_consumer_lag", dimensions: [("group", lagProbe.group)], factory: factory)
+        let gauge = registry.makeGauge(descriptor: .commandsConsumerLag, labels: [("group", lagProbe.group)])
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    gauge.record(try await lagProbe.lag().values.reduce(0, +))
+                    gauge.record(Int64(try await lagProbe.lag().values.reduce(0, +)))
                 } catch {
                     self.logger.debug("consumer lag not sampled", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: .seconds(5))
             }
         }
+    }
+}
+
+/// The gateway's metrics with their `# HELP` texts; docs/operations.md says more
+/// about each. (Computed: the descriptor type is not `Sendable`.)
+extension MetricNameDescriptor {
+    static var jobs: Self {
+        Self(metricName: "jobs", unitName: "", helpText: "Jobs in the view by status, history replayed at start-up included.")
+    }
+    static var jobsSubmitted: Self {
+        Self(metricName: "jobs_submitted", unitName: "total", helpText: "Jobs this gateway accepted with 202 (sum across replicas).")
+    }
+    static var jobsStarted: Self {
+        Self(metricName: "jobs_started", unitName: "total", helpText: "Attempts seen starting, retries included.")
+    }
+    static var jobsFinished: Self {
+        Self(metricName: "jobs_finished", unitName: "total", helpText: "Jobs seen ending, by final status.")
+    }
+    static var jobsQueueWait: Self {
+        Self(metricName: "jobs_queue_wait", unitName: "seconds", helpText: "From submit to the first attempt's start.")
+    }
+    static var jobsRun: Self {
+        Self(metricName: "jobs_run", unitName: "seconds", helpText: "From the last attempt's start to its end.")
+    }
+    static var commandsConsumerLag: Self {
+        Self(metricName: "jobs_commands_consumer_lag", unitName: "",
+             helpText: "Commands the worker group has not committed yet (work waiting plus in flight), sampled every 5 s.")
+    }
+    static var httpRequests: Self {
+        Self(metricName: "hb_requests", unitName: "", helpText: "HTTP requests by route, method and status.")
+    }
+    static var httpRequestErrors: Self {
+        Self(metricName: "hb_request_errors", unitName: "",
+             helpText: "HTTP requests answered with an error status; error_type is the status code.")
+    }
+    static var httpRequestDuration: Self {
+        Self(metricName: "http_server_request_duration", unitName: "",
+             helpText: "HTTP request latency in seconds, to the handler's answer; for an event stream, to its end.")
+    }
+    static var httpActiveRequests: Self {
+        Self(metricName: "http_server_active_requests", unitName: "", helpText: "HTTP requests in progress, open event streams included.")
     }
 }

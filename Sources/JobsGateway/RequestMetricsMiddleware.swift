@@ -1,6 +1,6 @@
 import Dispatch
 import Hummingbird
-import Metrics
+import Prometheus
 import Synchronization
 
 /// HTTP request metrics under the names and dimensions of Hummingbird's
@@ -16,8 +16,8 @@ import Synchronization
 struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     private let cache: RequestMetricsCache
 
-    init(factory: any MetricsFactory) {
-        cache = RequestMetricsCache(factory: factory)
+    init(registry: PrometheusCollectorRegistry) {
+        cache = RequestMetricsCache(registry: registry)
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -58,7 +58,7 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// The metric handles of each method and of each route, method and status,
-/// made once: creating one asks the metrics factory, which locks and hashes.
+/// made once: creating one asks the registry, which locks and hashes.
 private final class RequestMetricsCache: Sendable {
     struct Endpoint: Hashable {
         let route: String
@@ -70,40 +70,45 @@ private final class RequestMetricsCache: Sendable {
         let requests: Counter
         /// Only for an error status (4xx, 5xx), so a success makes no `hb_request_errors` series.
         let errors: Counter?
-        let duration: Timer
+        let duration: DurationHistogram
 
-        init(_ endpoint: Endpoint, factory: any MetricsFactory) {
-            let dimensions = [
-                ("http.route", endpoint.route),
-                ("http.request.method", endpoint.method.rawValue),
-                ("http.response.status_code", String(endpoint.status.code)),
+        init(_ endpoint: Endpoint, registry: PrometheusCollectorRegistry) {
+            let labels = [
+                ("http_route", endpoint.route),
+                ("http_request_method", endpoint.method.rawValue),
+                ("http_response_status_code", String(endpoint.status.code)),
             ]
-            requests = Counter(label: "hb.requests", dimensions: dimensions, factory: factory)
-            duration = Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds,
-                             factory: factory)
-            errors = endpoint.status.code >= 400 ? Counter(label: "hb.request.errors", dimensions: [
-                ("http.route", endpoint.route),
-                ("http.request.method", endpoint.method.rawValue),
-                ("error.type", String(endpoint.status.code)),
-            ], factory: factory) : nil
+            requests = registry.makeCounter(descriptor: .httpRequests, labels: labels)
+            duration = registry.makeDurationHistogram(descriptor: .httpRequestDuration, labels: labels,
+                                                      buckets: RequestMetricsCache.durationBuckets)
+            errors = endpoint.status.code >= 400 ? registry.makeCounter(descriptor: .httpRequestErrors, labels: [
+                ("http_route", endpoint.route),
+                ("http_request_method", endpoint.method.rawValue),
+                ("error_type", String(endpoint.status.code)),
+            ]) : nil
         }
     }
 
-    private let factory: any MetricsFactory
-    private let active = Mutex<[HTTPRequest.Method: Meter]>([:])
+    /// swift-prometheus' defaults for a `Timer`, as Hummingbird's `MetricsMiddleware` records them.
+    static let durationBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    private let registry: PrometheusCollectorRegistry
+    private let active = Mutex<[HTTPRequest.Method: Gauge]>([:])
     private let endpoints = Mutex<[Endpoint: EndpointMetrics]>([:])
 
-    init(factory: any MetricsFactory) {
-        self.factory = factory
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
     }
 
-    func activeRequests(method: HTTPRequest.Method) -> Meter {
-        active.withLock { meters in
-            if let meter = meters[method] { return meter }
-            let meter = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", method.rawValue)],
-                              factory: factory)
-            meters[method] = meter
-            return meter
+    func activeRequests(method: HTTPRequest.Method) -> Gauge {
+        active.withLock { gauges in
+            if let gauge = gauges[method] { return gauge }
+            let gauge = registry.makeGauge(descriptor: .httpActiveRequests, labels: [("http_request_method", method.rawValue)])
+            gauges[method] = gauge
+            return gauge
         }
     }
 
@@ -111,7 +116,7 @@ private final class RequestMetricsCache: Sendable {
         let key = Endpoint(route: route, method: method, status: status)
         return endpoints.withLock { cache in
             if let metrics = cache[key] { return metrics }
-            let metrics = EndpointMetrics(key, factory: factory)
+            let metrics = EndpointMetrics(key, registry: registry)
             cache[key] = metrics
             return metrics
         }

@@ -36,7 +36,25 @@ struct MetricsTests {
             #expect(value(#"jobs_queue_wait_seconds_count{type="noop"}"#) == 3)
             #expect(value(#"jobs_run_seconds_count{type="sleep"}"#) == 1)
             #expect(text.contains(#"jobs_commands_consumer_lag{group="jobs-workers"}"#))
+
+            let families = Self.families(text)
+            #expect(families.described.isSuperset(of: [
+                "jobs", "jobs_submitted_total", "jobs_started_total", "jobs_finished_total", "jobs_queue_wait_seconds",
+                "jobs_run_seconds", "jobs_commands_consumer_lag", "hb_requests", "http_server_request_duration",
+                "http_server_active_requests",
+            ]), "\(families)")
+            #expect(families.typed == families.described, "every family says what it measures: \(families)")
+            #expect(text.contains("# HELP jobs_finished_total Jobs seen ending, by final status.\n# TYPE jobs_finished_total counter\n"))
         }
+    }
+
+    /// The metric families that have a `# TYPE` line, and those that have a `# HELP` line.
+    static func families(_ exposition: String) -> (typed: Set<Substring>, described: Set<Substring>) {
+        let lines = exposition.split(separator: "\n")
+        func names(_ prefix: String) -> Set<Substring> {
+            Set(lines.filter { $0.hasPrefix(prefix) }.compactMap { $0.dropFirst(prefix.count).split(separator: " ").first })
+        }
+        return (names("# TYPE "), names("# HELP "))
     }
 
     @Test("HTTP metrics count requests by route, method and status, and an open event stream is an active request until it ends")
@@ -102,6 +120,7 @@ struct MetricsTests {
             #expect(series.count == 5, "\(series)")
             #expect(!series.contains { $0.contains(#"error_type="2"#) }, "a success counted as an error: \(series)")
             #expect(series.allSatisfy { !$0.hasSuffix(" 0") }, "every series counts something: \(series)")
+            #expect(lines.contains("# HELP hb_request_errors HTTP requests answered with an error status; error_type is the status code."))
         }
     }
 }
