@@ -74,15 +74,27 @@ extension WireFormat {
         }
         if let value { return value }
         if let duplicate { throw DuplicateMemberError(name: duplicate) }
-        let strict: Void? = JSONReader.read(bytes) { reader in
+        let strict: Int? = JSONReader.read(bytes) { reader in
             defer { duplicate = reader.duplicateMember }
-            return reader.skipStrictValue() ? () : nil
+            return reader.skipStrictValue() ? reader.deepestNesting : nil
         }
         if let duplicate { throw DuplicateMemberError(name: duplicate) }
-        guard strict != nil else {
+        guard let nesting = strict else {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "The given data is not JSON by RFC 8259."))
         }
+        guard nesting <= maximumJSONNesting else { throw NestingTooDeepError(limit: maximumJSONNesting) }
         return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    }
+
+    /// Deepest nesting of arrays and objects that ``decodeJSONValue(_:)`` reads
+    /// (RFC 8259 §9 lets a parser set one). Below Foundation's own limit, so that
+    /// too deep a document is refused with this error, not a vague one of Foundation's.
+    public static let maximumJSONNesting = 500
+
+    /// Valid JSON whose arrays and objects nest deeper than ``maximumJSONNesting``.
+    public struct NestingTooDeepError: Error, Sendable, Hashable, CustomStringConvertible {
+        public var limit: Int
+        public var description: String { "arrays and objects nest more than \(limit) levels deep" }
     }
 
     /// A JSON object with two members of one name (compared as Swift strings, so
@@ -106,9 +118,8 @@ extension WireFormat {
 // MARK: - Member names
 
 /// Deepest nesting of arrays and objects, counted from the document's top, either
-/// side handles itself. Foundation refuses 512 levels; past this (far beyond any
-/// real params) the work goes to Foundation, so that limit and its error stay
-/// Foundation's.
+/// side handles itself. Past this (far beyond any real params) the work goes to
+/// Foundation, up to ``WireFormat/maximumJSONNesting``.
 private let maximumNesting = 128
 
 /// The coding keys of one Codable type, in declaration order (the order the writer
@@ -402,6 +413,8 @@ private struct JSONReader {
     /// The name that made ``readValue()`` or ``skipStrictValue()`` give up, when
     /// it was a second member of one name in an object.
     private(set) var duplicateMember: String?
+    /// The most containers ``skipStrictValue()`` found open at once.
+    private(set) var deepestNesting = 0
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
@@ -578,6 +591,7 @@ private struct JSONReader {
             switch next {
             case .openBrace:
                 index += 1
+                deepestNesting = max(deepestNesting, closers.count + 1)
                 if !consume(.closeBrace) {
                     names.append([])
                     guard skipKey(&self) else { return false }
@@ -586,6 +600,7 @@ private struct JSONReader {
                 }
             case .openBracket:
                 index += 1
+                deepestNesting = max(deepestNesting, closers.count + 1)
                 if !consume(.closeBracket) {
                     closers.append(.closeBracket)
                     continue

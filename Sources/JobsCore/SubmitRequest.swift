@@ -49,6 +49,8 @@ public struct SubmitRequest: Sendable, Hashable {
             value = try WireFormat.decodeJSONValue(body)
         } catch let duplicate as WireFormat.DuplicateMemberError {
             return .failure(.malformedJSON("the body is not valid JSON: \(duplicate)"))
+        } catch let nesting as WireFormat.NestingTooDeepError {
+            return .failure(.malformedJSON("the body is JSON, but its \(nesting), the most this API reads"))
         } catch {
             return .failure(.malformedJSON("the body is not valid JSON"))
         }

@@ -64,6 +64,22 @@ struct SnapshotCodecTests {
         }
     }
 
+    @Test("JSON is read to 500 levels of nesting, counting an empty innermost container, and refused past them with its own error")
+    func nestingHasOneLimit() throws {
+        func nested(_ depth: Int, innermost: String = "[]") -> [UInt8] {
+            Array((String(repeating: #"{"a":["#, count: depth / 2) + (depth % 2 == 1 ? innermost : "1")
+                   + String(repeating: "]}", count: depth / 2)).utf8)
+        }
+        #expect(WireFormat.maximumJSONNesting == 500)
+        #expect(try WireFormat.decodeJSONValue(nested(500)).objectValue?["a"] != nil)
+        #expect(try WireFormat.decodeJSONValue(nested(499, innermost: "{}")).objectValue?["a"] != nil)
+        #expect(throws: WireFormat.NestingTooDeepError(limit: 500)) { try WireFormat.decodeJSONValue(nested(501, innermost: "{}")) }
+        #expect(throws: WireFormat.NestingTooDeepError(limit: 500)) { try WireFormat.decodeJSONValue(nested(501, innermost: "[]")) }
+        #expect(throws: WireFormat.NestingTooDeepError(limit: 500)) { try WireFormat.decodeJSONValue(nested(600)) }
+        // Not JSON at all is still not JSON, however deep.
+        #expect(throws: DecodingError.self) { try WireFormat.decodeJSONValue(nested(600).dropLast()) }
+    }
+
     @Test("a request body with two members of one name in an object is refused, naming it, at any depth")
     func duplicateMembersAreRefused() throws {
         let deep = { (inner: String) in String(repeating: "[", count: 200) + inner + String(repeating: "]", count: 200) }

@@ -33,6 +33,9 @@ struct SubmitRequestTests {
         .init(name: "trailing comma deep in params", body: #"{"type": "sleep", "params": {"steps": 1, "x": {"a": [{},]}}}"#,
               rejection: .malformedJSON("the body is not valid JSON")),
         // Parsers disagree on which of two members of one name counts.
+        .init(name: "params nested past the reader's limit",
+              body: #"{"type": "sleep", "params": {"x": "# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}}",
+              rejection: .malformedJSON("the body is JSON, but its arrays and objects nest more than 500 levels deep, the most this API reads")),
         .init(name: "type given twice", body: #"{"type": "noop", "type": "sleep"}"#,
               rejection: .malformedJSON(#"the body is not valid JSON: an object has more than one member named "type""#)),
         .init(name: "a param given twice", body: #"{"type": "sleep", "params": {"steps": 1, "steps": 2}}"#,
