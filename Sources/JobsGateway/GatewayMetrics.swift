@@ -94,40 +94,26 @@ final class GatewayMetrics: Service {
 /// The gateway's metrics with their `# HELP` texts; docs/operations.md says more
 /// about each. (Computed: the descriptor type is not `Sendable`.)
 extension MetricNameDescriptor {
-    static var jobs: Self {
-        Self(metricName: "jobs", unitName: "", helpText: "Jobs in the view by status, history replayed at start-up included.")
-    }
-    static var jobsSubmitted: Self {
-        Self(metricName: "jobs_submitted", unitName: "total", helpText: "Jobs this gateway accepted with 202 (sum across replicas).")
-    }
-    static var jobsStarted: Self {
-        Self(metricName: "jobs_started", unitName: "total", helpText: "Attempts seen starting, retries included.")
-    }
-    static var jobsFinished: Self {
-        Self(metricName: "jobs_finished", unitName: "total", helpText: "Jobs seen ending, by final status.")
-    }
-    static var jobsQueueWait: Self {
-        Self(metricName: "jobs_queue_wait", unitName: "seconds", helpText: "From submit to the first attempt's start.")
-    }
-    static var jobsRun: Self {
-        Self(metricName: "jobs_run", unitName: "seconds", helpText: "From the last attempt's start to its end.")
-    }
+    static var jobs: Self { gateway("jobs", "Jobs in the view by status, history replayed at start-up included.") }
+    static var jobsSubmitted: Self { gateway("jobs_submitted_total", "Jobs this gateway accepted with 202 (sum across replicas).") }
+    static var jobsStarted: Self { gateway("jobs_started_total", "Attempts seen starting, retries included.") }
+    static var jobsFinished: Self { gateway("jobs_finished_total", "Jobs seen ending, by final status.") }
+    static var jobsQueueWait: Self { gateway("jobs_queue_wait_seconds", "From submit to the first attempt's start.") }
+    static var jobsRun: Self { gateway("jobs_run_seconds", "From the last attempt's start to its end.") }
     static var commandsConsumerLag: Self {
-        Self(metricName: "jobs_commands_consumer_lag", unitName: "",
-             helpText: "Commands the worker group has not committed yet (work waiting plus in flight), sampled every 5 s.")
+        gateway("jobs_commands_consumer_lag", "Commands the worker group has not committed yet (work waiting plus in flight), sampled every 5 s.")
     }
-    static var httpRequests: Self {
-        Self(metricName: "hb_requests", unitName: "", helpText: "HTTP requests by route, method and status.")
-    }
+    static var httpRequests: Self { gateway("hb_requests", "HTTP requests by route, method and status.") }
     static var httpRequestErrors: Self {
-        Self(metricName: "hb_request_errors", unitName: "",
-             helpText: "HTTP requests answered with an error status; error_type is the status code.")
+        gateway("hb_request_errors", "HTTP requests answered with an error status; error_type is the status code.")
     }
     static var httpRequestDuration: Self {
-        Self(metricName: "http_server_request_duration", unitName: "",
-             helpText: "HTTP request latency in seconds, to the handler's answer; for an event stream, to its end.")
+        gateway("http_server_request_duration", "HTTP request latency in seconds, to the handler's answer; for an event stream, to its end.")
     }
-    static var httpActiveRequests: Self {
-        Self(metricName: "http_server_active_requests", unitName: "", helpText: "HTTP requests in progress, open event streams included.")
+    static var httpActiveRequests: Self { gateway("http_server_active_requests", "HTTP requests in progress, open event streams included.") }
+
+    /// A whole name, unit suffix included: these are the names the gateway has always exported.
+    private static func gateway(_ name: String, _ help: String) -> Self {
+        Self(metricName: name, unitName: "", helpText: help)
     }
 }
