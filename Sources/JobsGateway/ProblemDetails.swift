@@ -193,7 +193,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         // A path with a bad %-escape (`/jobs/%zz`) names nothing: 400, not a 404
         // for whatever a route would make of its raw text.
         let path = request.uri.path
-        if path.utf8.contains(UInt8(ascii: "%")), path.removingPercentEncoding == nil {
+        if path.percentDecoded == nil {
             return try ProblemDetails.http(.badRequest, detail: "the request's path can't be read: \(path)")
                 .response(from: request, context: context)
         }

@@ -10,7 +10,7 @@ struct QueryParameters {
     init(_ raw: Parameters, allowed: Set<String>) throws(ProblemDetails) {
         // Hummingbird decodes the values' percent-encoding but not the names':
         // `?st%61tus=running` is `status`, as for any other server.
-        let parameters = Parameters(raw.map { (key: $0.key.removingPercentEncoding.map { $0[...] } ?? $0.key, value: $0.value) })
+        let parameters = Parameters(raw.map { (key: $0.key.percentDecoded.map { $0[...] } ?? $0.key, value: $0.value) })
         for (name, _) in parameters where !allowed.contains(String(name)) {
             // An empty list of known ones reads like a gateway fault: say there are none.
             throw ProblemDetails.invalidQuery(parameter: String(name), allowed.isEmpty
