@@ -24,6 +24,8 @@ public final class KafkaProducer: Service, Sendable {
     private let client: NativeClient
     private let deliveries: PendingDeliveries
     private let lifecycle: Mutex<Lifecycle> = Mutex(.running)
+    /// Set by an expedited send, taken by the poll thread.
+    private let expediteRequested = Atomic<Bool>(false)
     private let logger: Logger
     private let knownTopics: [String]
 
@@ -40,7 +42,9 @@ public final class KafkaProducer: Service, Sendable {
     /// partition's messages into batches, which every broker, and above all the
     /// embedded one, serves far more cheaply than single messages (end-to-end
     /// throughput rose by a third over 1 ms; docs/operations.md). Messages a
-    /// person waits on, such as the gateway's cancels, get a producer of their own with 0.
+    /// person waits on get a producer of their own with 0 (the gateway's cancels)
+    /// or are sent `expedited` (a worker's `cancelled` snapshots, which share a
+    /// key with lingering ones).
     public static let defaultProperties: [String: String] = [
         "enable.idempotence": "true",
         "acks": "all",
@@ -110,6 +114,13 @@ public final class KafkaProducer: Service, Sendable {
                 return
             }
             rd_kafka_poll(client.pointer, 100)
+            if expediteRequested.exchange(false, ordering: .acquiringAndReleasing) {
+                // While a flush runs, librdkafka treats linger.ms as over and sends
+                // what is queued at once; delivery reports are served meanwhile.
+                // Long enough for the broker threads to wake and send, short
+                // enough that batching under load pauses only briefly.
+                _ = rd_kafka_flush(client.pointer, 20)
+            }
         }
     }
 
@@ -119,16 +130,20 @@ public final class KafkaProducer: Service, Sendable {
     /// `message.timeout.ms` (code `_MSG_TIMED_OUT`), when the local queue is full
     /// (`_QUEUE_FULL`), or after shutdown. A send already handed to librdkafka is
     /// not withdrawn when the awaiting task is cancelled.
+    ///
+    /// - Parameter expedited: send it now rather than after `linger.ms`, with
+    ///   whatever else is queued: for the rare message a person is waiting on.
+    ///   Per-key order is kept, which a second producer with no linger would not.
     @discardableResult
-    public func send(topic: String, key: [UInt8]?, value: [UInt8]?) async throws(KafkaError) -> DeliveryReport {
-        try await send([OutgoingMessage(topic: topic, key: key, value: value)])[0].get()
+    public func send(topic: String, key: [UInt8]?, value: [UInt8]?, expedited: Bool = false) async throws(KafkaError) -> DeliveryReport {
+        try await send([OutgoingMessage(topic: topic, key: key, value: value)], expedited: expedited)[0].get()
     }
 
     /// Sends messages together and waits until each is acknowledged or has
     /// failed, as ``send(topic:key:value:)`` does for one: a single wait for all,
     /// where awaiting each in a task of its own costs a task and a wake-up per
     /// message. The results are in the order of `messages`; each may fail alone.
-    public func send(_ messages: [OutgoingMessage]) async -> [Result<DeliveryReport, KafkaError>] {
+    public func send(_ messages: [OutgoingMessage], expedited: Bool = false) async -> [Result<DeliveryReport, KafkaError>] {
         guard !messages.isEmpty else { return [] }
         return await withCheckedContinuation { continuation in
             // Registering under the lifecycle lock means shutdown's `failAll` sees
@@ -145,6 +160,10 @@ public final class KafkaProducer: Service, Sendable {
                 if let error = produce(topic: message.topic, key: message.key, value: message.value, id: id) {
                     deliveries.complete(id, with: .failure(error))
                 }
+            }
+            if expedited {
+                expediteRequested.store(true, ordering: .releasing)
+                client.wakePoll()
             }
         }
     }

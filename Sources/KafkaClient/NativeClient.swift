@@ -50,6 +50,14 @@ final class NativeClient: @unchecked Sendable {
         return id.pointee != 0
     }
 
+    /// Makes a thread blocked in `rd_kafka_poll` on this handle return now. A
+    /// wake-up that finds no thread polling is kept for the next poll.
+    func wakePoll() {
+        guard let queue = rd_kafka_queue_get_main(pointer) else { return }
+        rd_kafka_queue_yield(queue)
+        rd_kafka_queue_destroy(queue)
+    }
+
     deinit {
         guard !kept.load(ordering: .acquiring) else { return }
         rd_kafka_destroy(pointer)

@@ -174,18 +174,26 @@ struct EndToEndTests {
         }
     }
 
-    @Test("a cancel and its snapshot are sent at once, even while start commands and snapshots linger for seconds")
+    @Test("a cancel, its snapshot and the worker's cancelled verdict are sent at once, even while every other message lingers for seconds")
     func cancelDoesNotLinger() async throws {
         let system = try TestCluster()
         // Long, so that a cancel answered within half of it was not lingered even on a
         // loaded machine (with 4 s, one CI run answered in 2.1 s).
         let linger = Duration.seconds(10)
-        try await system.withGateway(commandTimeout: .seconds(30), configure: { $0.kafka.properties["linger.ms"] = "10000" }) { client in
+        try await system.withGateway(commandTimeout: .seconds(30),
+                                     configure: { $0.kafka.properties["linger.ms"] = "10000" },
+                                     configureWorker: {
+                                         $0.kafka.properties["linger.ms"] = "10000"
+                                         $0.kafka.properties["message.timeout.ms"] = "30000" // librdkafka: > linger.ms
+                                     }) { client in
             // The submit waits out the linger: the setting reached the batching producer.
             let submitted = ContinuousClock.now
             let job = try await client.submit(#"{"type":"sleep","params":{"steps":1000,"stepMs":100}}"#)
             #expect(ContinuousClock.now - submitted >= linger / 2)
-            try await client.waitFor(job.id) { $0.status == .running }
+            // So does the worker's `running` snapshot.
+            let taken = ContinuousClock.now
+            try await client.waitFor(job.id, timeout: .seconds(30)) { $0.status == .running }
+            #expect(ContinuousClock.now - taken >= linger / 2)
 
             let requested = ContinuousClock.now
             let reply = try await client.request(.post, "/jobs/\(job.id)/cancel")
@@ -193,6 +201,8 @@ struct EndToEndTests {
             let answeredAfter = ContinuousClock.now - requested
             #expect(answeredAfter < linger / 2, "the cancel was answered after \(answeredAfter)")
             #expect(try await client.waitFor(job.id) { $0.status.isTerminal }.status == .cancelled)
+            let endedAfter = ContinuousClock.now - requested
+            #expect(endedAfter < linger / 2, "the job was seen cancelled after \(endedAfter)")
         }
     }
 

@@ -187,6 +187,41 @@ struct KafkaClientTests {
         await producer.shutdown()
     }
 
+    @Test("an expedited send goes out at once, with what was queued before it, where a plain one waits out linger.ms")
+    func expeditedSendSkipsLinger() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("t", partitions: 1)
+        var configuration = cluster.configuration
+        configuration.properties["linger.ms"] = "1000"
+        let producer = try KafkaProducer(configuration: configuration, topics: ["t"])
+        let key = Array("job".utf8)
+        // Untimed: the first send also waits for the connection and metadata.
+        try await producer.send(topic: "t", key: key, value: Array("warm".utf8), expedited: true)
+
+        let clock = ContinuousClock()
+        let plainStart = clock.now
+        try await producer.send(topic: "t", key: key, value: Array("plain".utf8))
+        let plain = clock.now - plainStart
+        #expect(plain >= .milliseconds(900), "a plain send waits for its batch's linger.ms, 1 s: took \(plain)")
+
+        try producer.post(topic: "t", key: key, value: Array("queued".utf8))
+        let expeditedStart = clock.now
+        let report = try await producer.send(topic: "t", key: key, value: Array("urgent".utf8), expedited: true)
+        let expedited = clock.now - expeditedStart
+        #expect(expedited < .milliseconds(500), "an expedited send does not wait out linger.ms: took \(expedited)")
+        #expect(report.offset == 3)
+
+        let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "t", from: .beginning)
+        var values: [String] = []
+        for await message in reader {
+            values.append(String(decoding: message.value ?? [], as: UTF8.self))
+            if values.count == 4 { break }
+        }
+        #expect(values == ["warm", "plain", "queued", "urgent"])
+        await reader.close()
+        await producer.shutdown()
+    }
+
     @Test("a send the broker cannot take within message.timeout.ms fails with a timeout")
     func sendTimesOutWhenBrokerIsDown() async throws {
         let cluster = try EmbeddedKafkaCluster()
