@@ -8,6 +8,10 @@ struct JobCommands: Sendable {
     let producer: KafkaProducer
     /// A cancel and its snapshots: sent at once, since a person waits on them
     /// (the cancel workload's p99 rose from 13 to 21-24 ms with lingering).
+    /// A producer of their own rather than an expedited send on `producer`, so
+    /// that a backlog of start commands (a full local queue, a slow broker)
+    /// never holds up or refuses a cancel. The two need no common order: the
+    /// fold ranks a job's snapshots by attempt and sequence, not by arrival.
     let urgent: KafkaProducer
     let topics: TopicNames
 
