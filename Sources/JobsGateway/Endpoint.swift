@@ -54,6 +54,17 @@ public enum Endpoint: String, CaseIterable, Sendable {
         }
     }
 
+    /// The query parameters an endpoint takes; any other is refused with
+    /// `400 invalid-query`, on every route alike, so that a misspelt one is
+    /// never silently ignored.
+    public var queryParameters: Set<String> {
+        switch self {
+        case .listJobs: ["status", "type", "createdSince", "createdUntil", "limit", "cursor"]
+        case .streamEvents: ["status", "type"]
+        default: []
+        }
+    }
+
     /// Whether `HEAD` is answered too, as the `GET` without its body (RFC 9110
     /// §9.3.2). Not for the event streams: their answer is a stream that holds
     /// a slot of the client's until it ends, and a `HEAD` would never end it.

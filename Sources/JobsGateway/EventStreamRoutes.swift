@@ -22,7 +22,6 @@ struct EventStreamRoutes: Sendable {
     /// `GET /jobs/{id}/events`: the current snapshot, each change, closed after the terminal one.
     @Sendable func jobEvents(request: Request, context: GatewayRequestContext) async throws -> Response {
         let id = JobID(rawValue: try context.jobIDParameter())
-        _ = try QueryParameters(request.uri.queryParameters, allowed: [])
         guard await view.snapshot(id, catchUpTimeout: configuration.catchUpTimeout) != nil else {
             throw ProblemDetails.jobNotFound(id.rawValue)
         }
@@ -55,7 +54,7 @@ struct EventStreamRoutes: Sendable {
 
     /// `GET /events`: changes of every job the filter accepts, until the client leaves.
     @Sendable func allEvents(request: Request, context: GatewayRequestContext) async throws -> Response {
-        let query = try QueryParameters(request.uri.queryParameters, allowed: ["status", "type"])
+        let query = try QueryParameters(request.uri.queryParameters, allowed: Endpoint.streamEvents.queryParameters)
         let filter = JobFilter(statuses: try query.statuses(), types: Set(query.all("type")))
         let resumeFrom = request.headers[.lastEventID].map { ChangePosition($0) }
         let lease = try limiter.acquire(for: context.clientIdentity)

@@ -18,7 +18,7 @@ struct GatewayAPI: Sendable {
 
     func register(on router: Router<GatewayRequestContext>) {
         for endpoint in Endpoint.allCases {
-            let handler = guarded(endpoint.access, handler(for: endpoint))
+            let handler = guarded(endpoint.access, checkingQuery(endpoint, handler(for: endpoint)))
             router.on(RouterPath(endpoint.path), method: endpoint.method, use: handler)
             if endpoint.answersHead {
                 router.on(RouterPath(endpoint.path), method: .head) { request, context in
@@ -44,6 +44,18 @@ struct GatewayAPI: Sendable {
         case .ready: jobs.readiness
         case .openAPIJSON: openAPIJSON
         case .openAPIYAML: openAPIYAML
+        }
+    }
+
+    /// Refuses a query parameter the endpoint does not take. Endpoints that take
+    /// some check them in full where they read them; this check is for the rest.
+    private func checkingQuery(_ endpoint: Endpoint, _ handler: @escaping Handler) -> Handler {
+        guard endpoint.queryParameters.isEmpty else { return handler }
+        return { request, context in
+            if let query = request.uri.query, !query.isEmpty {
+                _ = try QueryParameters(request.uri.queryParameters, allowed: [])
+            }
+            return try await handler(request, context)
         }
     }
 

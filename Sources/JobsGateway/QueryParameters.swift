@@ -68,7 +68,7 @@ struct JobListQuery {
     static let defaultLimit = 50
 
     init(_ parameters: Parameters, maxLimit: Int) throws(ProblemDetails) {
-        let query = try QueryParameters(parameters, allowed: ["status", "type", "createdSince", "createdUntil", "limit", "cursor"])
+        let query = try QueryParameters(parameters, allowed: Endpoint.listJobs.queryParameters)
         filter = JobFilter(statuses: try query.statuses(), types: Set(query.all("type")),
                            createdSince: try query.timestamp("createdSince"), createdUntil: try query.timestamp("createdUntil"))
         limit = try query.integer("limit", in: 1...maxLimit) ?? min(Self.defaultLimit, maxLimit)

@@ -10,10 +10,10 @@ struct APIDocumentTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let methods = ["get", "post", "put", "patch", "delete", "head", "options"]
 
-    @Test("its operations are exactly the routes, with the same methods, paths and access rules")
+    @Test("its operations are exactly the routes, with the same methods, paths, access rules and query parameters")
     func operationsAreTheRoutes() throws {
         let document = try APIDocument().base
-        var documented: [String: (method: String, path: String, access: Endpoint.Access)] = [:]
+        var documented: [String: (method: String, path: String, access: Endpoint.Access, query: Set<String>)] = [:]
         for (path, item) in try #require(document["paths"]?.objectValue) {
             for (method, operation) in try #require(item.objectValue) where Self.methods.contains(method) {
                 let id = try #require(operation["operationId"]?.stringValue, "\(method) \(path) has no operationId")
@@ -25,8 +25,16 @@ struct APIDocumentTests {
                 } else {
                     access = .anyKey
                 }
+                let parameters = (operation["parameters"]?.arrayValue ?? []).map { parameter in
+                    // `#/components/parameters/<name>` stands for that one.
+                    guard let name = parameter["$ref"]?.stringValue?.split(separator: "/").last else { return parameter }
+                    return document["components"]?["parameters"]?[String(name)] ?? parameter
+                }
+                let query = parameters.filter { $0["in"] == "query" }.compactMap { $0["name"]?.stringValue }
+                // Every route refuses a query parameter it doesn't list.
+                #expect(operation["responses"]?["400"] != nil, "\(id) does not document its 400")
                 #expect(documented[id] == nil, "operationId \(id) is used twice")
-                documented[id] = (method, path, access)
+                documented[id] = (method, path, access, Set(query))
             }
         }
         #expect(Set(documented.keys) == Set(Endpoint.allCases.map(\.rawValue)))
@@ -35,6 +43,7 @@ struct APIDocumentTests {
             #expect(entry.method == endpoint.method.rawValue.lowercased(), "\(endpoint)")
             #expect(entry.path == endpoint.path, "\(endpoint)")
             #expect(entry.access == endpoint.access, "\(endpoint)")
+            #expect(entry.query == endpoint.queryParameters, "\(endpoint)")
         }
     }
 

@@ -424,17 +424,33 @@ struct BadInputTests {
         #expect(logs.entries.contains { $0.level <= .info && $0.metadata.contains("stream ended at an unexpected time") })
     }
 
-    @Test("a job's event stream takes no query parameters, and a 400 invalid-query says so")
-    func jobStreamRefusesQuery() async throws {
-        try await TestCluster().withGateway(worker: false) { client in
+    @Test("a route that takes no query parameters refuses any with a 400 invalid-query naming it, and creates nothing")
+    func routesRefuseUnknownQuery() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
             let job = try await client.submit(#"{"type":"noop"}"#)
-            let reply = try await client.request(.get, "/jobs/\(job.id)/events?foo=bar")
-            #expect(reply.status == .badRequest)
-            #expect(reply.headers[.contentType] == "application/problem+json")
-            let problem = try reply.problem()
-            #expect(problem.type == "/problems/invalid-query")
-            #expect(problem.detail == "foo: this route takes no query parameters")
+            let routes: [(HTTPRequest.Method, String)] = [
+                (.post, "/jobs"), (.get, "/jobs/\(job.id)"), (.head, "/jobs/\(job.id)"), (.post, "/jobs/\(job.id)/cancel"),
+                (.get, "/jobs/\(job.id)/events"), (.get, "/job-types"), (.get, "/workers"), (.get, "/whoami"),
+                (.get, "/metrics"), (.get, "/health"), (.get, "/ready"), (.get, "/openapi.json"), (.get, "/openapi.yaml"),
+            ]
+            for (method, path) in routes {
+                let body = method == .post ? #"{"type":"noop"}"# : nil
+                let reply = try await client.request(method, path + "?wait=true", json: body)
+                #expect(reply.status == .badRequest, "\(method) \(path)")
+                guard method != .head else { continue }
+                #expect(reply.headers[.contentType] == "application/problem+json", "\(method) \(path)")
+                let problem = try reply.problem()
+                #expect(problem.type == "/problems/invalid-query", "\(method) \(path)")
+                #expect(problem.detail == "wait: this route takes no query parameters", "\(method) \(path)")
+            }
+            // An empty query is no parameter; the routes that take some still name theirs.
+            #expect(try await client.request(.get, "/jobs/\(job.id)?").status == .ok)
+            let list = try await client.request(.get, "/jobs?wait=true")
+            #expect(try list.problem().detail == "wait: is not a query parameter here; known: createdSince, createdUntil, cursor, limit, status, type")
         }
+        #expect(try await system.recordCount(system.topics.commands) == 1, "only the first submit's command")
+        #expect(try await system.recordCount(system.topics.control) == 0, "the refused cancel was not sent")
     }
 
     @Test("an unknown route and a wrong method get problem bodies")
