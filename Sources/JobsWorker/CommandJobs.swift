@@ -56,7 +56,9 @@ struct CommandJobRun: Sendable {
     static let errorTailBytes = 2048
 
     func run(_ params: JSONValue) async throws -> CommandJobResult {
-        let arguments = try spec.argv(for: params)
+        // Params that can't make an argv never will: no attempt is worth another.
+        let arguments: [String]
+        do { arguments = try spec.argv(for: params) } catch { throw NonRetryableError(error) }
         var environment = spec.environment
         environment["JOBS_JOB_ID"] = context.jobID.rawValue
         environment["JOBS_JOB_TYPE"] = context.type

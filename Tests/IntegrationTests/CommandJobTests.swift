@@ -163,6 +163,21 @@ struct CommandJobTests {
         }
     }
 
+    @Test("a param the gateway accepts but no argv can hold (a NUL) fails the job with invalid_params at once, not retried")
+    func unusableParamFailsWithoutRetry() async throws {
+        let fixture = try CommandJobFixture()
+        defer { fixture.remove() }
+        let system = try TestCluster()
+        try await system.withGateway(registry: fixture.registry()) { client in
+            let job = try await client.submit(#"{"type":"cmd-argv","params":{"name":"a\u0000b"},"maxAttempts":3}"#)
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .failed)
+            #expect(done.error?.code == "invalid_params")
+            #expect(done.error?.message == "/params/name: must not contain a NUL character")
+            #expect(done.attempt == 1, "refused params are not retried")
+        }
+    }
+
     @Test("a param that fails its pattern is refused by the gateway with 400 and the field, and nothing is published")
     func patternRefusedAtGateway() async throws {
         let fixture = try CommandJobFixture()
