@@ -23,7 +23,11 @@ extension JobRegistry {
     /// Registers one command job type: a job of this type runs the command
     /// and succeeds with a ``CommandJobResult`` when it exits with status 0.
     public mutating func register(commandJob spec: CommandJobSpec) {
-        register(spec.name, params: JSONValue.self, schema: spec.params, summary: spec.summary, options: spec.options) { params, context in
+        var options = spec.options
+        // A stopped command has its kill grace period to exit, then is killed,
+        // reaped and its output read to the end: the worker waits that out.
+        options.stopGracePeriod = max(options.stopGracePeriod, spec.killGracePeriod + .seconds(2))
+        register(spec.name, params: JSONValue.self, schema: spec.params, summary: spec.summary, options: options) { params, context in
             try await CommandJobRun(spec: spec, context: context).run(params)
         }
     }

@@ -50,15 +50,19 @@ final class JobExecution: Sendable {
     let jobID: JobID
     /// `false` for a job type whose running handler a user's cancel must not interrupt.
     let cancellable: Bool
+    /// How long the job may take to end once stopped (``JobOptions/stopGracePeriod``).
+    let stopGracePeriod: Duration
     private let state: Mutex<State>
     /// Left once the job's final snapshot is published (or given up on); lets the
     /// consumer's thread wait, blocking, during a revoke.
     private let done = DispatchGroup()
 
-    init(taken: TakenCommand, snapshot: JobSnapshot, cancellable: Bool = true) {
+    init(taken: TakenCommand, snapshot: JobSnapshot, cancellable: Bool = true,
+         stopGracePeriod: Duration = JobOptions.defaultStopGracePeriod) {
         self.taken = taken
         self.jobID = snapshot.id
         self.cancellable = cancellable
+        self.stopGracePeriod = stopGracePeriod
         self.state = Mutex(State(snapshot: snapshot))
         done.enter()
     }

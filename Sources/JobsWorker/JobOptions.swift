@@ -26,15 +26,28 @@ public struct JobOptions: Sendable, Hashable {
     /// before a retry. Stops that are not a user's cancel (timeout, hand-back on
     /// shutdown or rebalance) still apply.
     public var cancellable: Bool
+    /// How long a stopped attempt (cancelled, timed out, handed back) may take
+    /// to end. A worker that gives up a partition, on a rebalance or at
+    /// shutdown, waits this long for the jobs it stopped there before the
+    /// partition goes to another worker, so that the next owner does not start
+    /// a job this one is still running. A handler that ignores cancellation for
+    /// longer is logged, and its partition goes all the same.
+    public var stopGracePeriod: Duration
+
+    /// The stop grace period unless one is given: prompt for a Swift handler,
+    /// whose `Task.sleep` and `progress` throw at once when it is cancelled.
+    public static let defaultStopGracePeriod = Duration.seconds(5)
 
     public init(maxAttempts: Int = 1, initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(60),
-                timeout: Duration? = nil, maxConcurrent: Int? = nil, cancellable: Bool = true) {
+                timeout: Duration? = nil, maxConcurrent: Int? = nil, cancellable: Bool = true,
+                stopGracePeriod: Duration = JobOptions.defaultStopGracePeriod) {
         self.maxAttempts = max(1, maxAttempts)
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.timeout = timeout
         self.maxConcurrent = maxConcurrent.map { max(1, $0) }
         self.cancellable = cancellable
+        self.stopGracePeriod = max(.zero, stopGracePeriod)
     }
 
     /// The wait after failed attempt number `attempt` (1-based): exponential, capped.

@@ -89,8 +89,13 @@ public final class JobWorker: Service {
         logger.info("draining", metadata: ["running": "\(running.count)", "timeout": "\(configuration.drainTimeout)"])
         if await !drain(running) {
             logger.warning("drain ended: handing running jobs back", metadata: ["running": "\(running.count)"])
-            running.all.forEach { $0.stop(.handBack) }
-            _ = await running.waitUntilEmpty(timeout: .seconds(10))
+            let stopped = running.all
+            stopped.forEach { $0.stop(.handBack) }
+            let grace = stopped.map(\.stopGracePeriod).max() ?? .zero
+            if await !running.waitUntilEmpty(timeout: max(.seconds(10), grace)) {
+                logger.warning("jobs still running past their stop grace period; the worker leaves all the same",
+                               metadata: ["jobs": "\(running.all.map(\.jobID.rawValue))"])
+            }
         }
         await consumer.close()
         followers.cancel()
@@ -231,7 +236,8 @@ private struct Runner: Sendable {
 
         let registered = registry[job.type]
         let execution = JobExecution(taken: taken, snapshot: job,
-                                     cancellable: registered?.options.cancellable ?? true)
+                                     cancellable: registered?.options.cancellable ?? true,
+                                     stopGracePeriod: registered?.options.stopGracePeriod ?? JobOptions.defaultStopGracePeriod)
         let cancelledEarly = running.insert(execution)
         defer {
             running.remove(execution)
@@ -422,17 +428,27 @@ private struct PartitionHandover: RebalanceListener {
         admission.drop(in: Set(partitions))
         let affected = running.executions(in: Set(partitions))
         if !affected.isEmpty {
-            let (seconds, attoseconds) = timeout.components
-            let deadline = DispatchTime.now() + .milliseconds(Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+            let deadline = Self.deadline(after: timeout)
             let unfinished = affected.filter { !$0.waitDone(until: deadline) }
             if !unfinished.isEmpty {
                 logger.info("handing back jobs of revoked partitions", metadata: ["jobs": "\(unfinished.count)"])
                 unfinished.forEach { $0.stop(.handBack) }
-                let handBackDeadline = DispatchTime.now() + .seconds(5)
-                unfinished.forEach { _ = $0.waitDone(until: handBackDeadline) }
+                // Each gets its type's stop grace period, counted from now: a command's
+                // kill grace period and more, so the next owner never meets it running.
+                let stopped = DispatchTime.now()
+                let stuck = unfinished.filter { !$0.waitDone(until: Self.deadline(after: $0.stopGracePeriod, from: stopped)) }
+                if !stuck.isEmpty {
+                    logger.warning("jobs still running past their stop grace period; their partitions go to another worker all the same",
+                                   metadata: ["jobs": "\(stuck.map(\.jobID.rawValue))"])
+                }
             }
         }
         tracker.removed(partitions)
+    }
+
+    private static func deadline(after duration: Duration, from start: DispatchTime = .now()) -> DispatchTime {
+        let (seconds, attoseconds) = duration.components
+        return start + .milliseconds(Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000))
     }
 }
 

@@ -239,6 +239,51 @@ struct CommandJobTests {
         }
     }
 
+    @Test("a command that takes longer to stop than the default grace is waited out before its partition moves: its next attempt never overlaps it")
+    func handBackWaitsForTheKillGracePeriod() async throws {
+        let fixture = try CommandJobFixture()
+        defer { fixture.remove() }
+        let system = try TestCluster(partitions: 2)
+        let registry = try fixture.registry()
+        let first = RunningWorker(system, id: "w1", registry: registry)
+        try await system.withGateway(worker: false, registry: registry) { client in
+            // A job on each partition: whichever one moves to w2 has a job running.
+            var jobs: [(tag: String, id: JobID)] = []
+            for (index, key) in keysCoveringPartitions(2).enumerated() {
+                let tag = "job-\(index)"
+                let job = try await client.submit(#"{"type":"cmd-slow-stop","params":{"tag":"\#(tag)"},"orderingKey":"\#(key)"}"#)
+                jobs.append((tag, job.id))
+            }
+            for job in jobs { try await client.waitFor(job.id) { $0.status == .running } }
+            let second = RunningWorker(system, id: "w2", registry: registry)
+            // The moved job is stopped after the 3 s revoke timeout and ends 16 s later;
+            // its next attempt starts on the partition's new owner, and ends at once.
+            var moved: (tag: String, id: JobID)?
+            let deadline = ContinuousClock.now + .seconds(60)
+            while moved == nil {
+                for job in jobs where try await client.request(.get, "/jobs/\(job.id)").snapshot().attempt > 1 { moved = job }
+                try #require(ContinuousClock.now < deadline, "no job was handed back")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let handedBack = try #require(moved)
+            let done = try await client.waitFor(handedBack.id, timeout: .seconds(30)) { $0.status.isTerminal }
+            #expect(done.status == .succeeded && done.attempt == 2, "\(done)")
+            try fixture.touch("release")
+            for job in jobs { try await client.waitFor(job.id, timeout: .seconds(60)) { $0.status.isTerminal } }
+            async let firstStopped: Void = first.stop()
+            async let secondStopped: Void = second.stop()
+            _ = try await (firstStopped, secondStopped)
+
+            let log = try String(contentsOf: fixture.directory.appendingPathComponent("\(handedBack.tag).log"), encoding: .utf8)
+            let events = log.split(separator: "\n").map { $0.split(separator: " ") }
+            let firstEnded = try #require(events.first { $0.first == "end" && $0.dropFirst().first == "1" }?.last.flatMap { UInt64($0) },
+                                          "attempt 1 was not stopped: \(log)")
+            let secondStarted = try #require(events.first { $0.first == "start" && $0.dropFirst().first == "2" }?.last.flatMap { UInt64($0) },
+                                             "no attempt 2: \(log)")
+            #expect(firstEnded < secondStarted, "attempt 2 started \(Double(firstEnded - min(firstEnded, secondStarted)) / 1e9) s before attempt 1 ended: \(log)")
+        }
+    }
+
     @Test("a second SIGTERM ends a worker's drain at once: its running job is handed back, not waited for")
     func secondSignalEndsTheDrain() async throws {
         let system = try TestCluster()
@@ -354,6 +399,16 @@ struct CommandJobFixture {
             echo "PROGRESS 0/1 waiting"
             while :; do sleep 0.2; done
             """)
+        // $1: the log its attempts append to. A first attempt runs until `release`
+        // exists; stopped, it takes 16 s to clean up (longer than the 5 s a stopped
+        // Swift handler gets, and the embedded broker's ~5 s to move a partition).
+        // A later attempt ends at once.
+        try script("slow-stop.sh", """
+            echo "start $JOBS_ATTEMPT $(date +%s%N)" >> "$1"
+            [ "$JOBS_ATTEMPT" -ge 2 ] && exit 0
+            trap 'sleep 16; echo "end $JOBS_ATTEMPT $(date +%s%N)" >> "$1"; exit 143' TERM
+            while [ ! -f "\(dir)/release" ]; do sleep 0.2; done
+            """)
         try script("argv.sh", """
             for a in "$@"; do printf 'ARG<%s>\\n' "$a"; done
             """)
@@ -385,6 +440,12 @@ struct CommandJobFixture {
                 params:
                   tag: { type: string, pattern: '^[a-z0-9-]+$', required: true }
                 killGracePeriod: 5s
+              - name: cmd-slow-stop
+                executable: \(dir)/slow-stop.sh
+                arguments: ["\(dir)/{tag}.log"]
+                params:
+                  tag: { type: string, pattern: '^[a-z0-9-]+$', required: true }
+                killGracePeriod: 20s
               - name: cmd-argv
                 executable: \(dir)/argv.sh
                 arguments: ["--name={name}", "{name}", "{{literal}}", "{absent}"]
