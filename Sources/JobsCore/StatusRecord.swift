@@ -8,7 +8,7 @@ public enum StatusRecord: Sendable {
     /// not a snapshot.
     public init?(key: [UInt8]?, value: [UInt8]?) throws {
         if let value {
-            self = .snapshot(try WireFormat.decodeSnapshot(value))
+            self = .snapshot(try WireFormat.decodeSnapshot(value).checkedAsRecord())
         } else if let key {
             self = .tombstone(JobID(rawValue: String(decoding: key, as: UTF8.self)))
         } else {
@@ -31,4 +31,34 @@ public enum StatusRecord: Sendable {
             }
         }
     }
+}
+
+extension JobSnapshot {
+    /// The attempt numbers a job's records carry. Anyone may write to the
+    /// topics, and readers count on from a record's attempt: one that no worker
+    /// could have written (`Int.max`, whose next attempt would trap) is refused
+    /// like a record that is not JSON.
+    public static let attempts = 1...Int(Int32.max)
+
+    /// The snapshot, if it is one a reader may act on; else throws, saying why.
+    public func checkedAsRecord() throws(ImplausibleRecord) -> JobSnapshot {
+        guard Self.attempts.contains(attempt) else {
+            throw ImplausibleRecord("attempt \(attempt) is outside \(Self.attempts.lowerBound)...\(Self.attempts.upperBound)")
+        }
+        return self
+    }
+}
+
+extension StartJobCommand {
+    /// The command, if its job is one a worker may act on (see ``JobSnapshot/checkedAsRecord()``).
+    public func checkedAsRecord() throws(ImplausibleRecord) -> StartJobCommand {
+        _ = try job.checkedAsRecord()
+        return self
+    }
+}
+
+/// A record that decodes but that no gateway or worker could have written.
+public struct ImplausibleRecord: Error, Sendable, Hashable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -69,9 +69,13 @@ final class GatewayMetrics: Service {
         for (status, gauge) in jobCounts { gauge.record(Int64(counts[status] ?? 0)) }
     }
 
+    /// A century: far past every bucket, and far below `Int64.max` nanoseconds.
+    static let longestRecordedSeconds: Double = 100 * 365 * 86_400
+
     private func record(_ metric: MetricNameDescriptor, type: String, seconds: Double) {
         registry.makeDurationHistogram(descriptor: metric, labels: [("type", type)], buckets: Self.waits)
-            .recordNanoseconds(Int64(max(0, seconds) * 1e9))
+            // Times come from records anyone may write: a span of centuries must not trap.
+            .recordNanoseconds(Int64(min(max(0, seconds), Self.longestRecordedSeconds) * 1e9))
     }
 
     /// Samples the workers' lag on the commands topic every few seconds.

@@ -169,7 +169,7 @@ private struct Runner: Sendable {
                 launch(admission.admitWaiting())
             case .message(let message):
                 guard let generation = tracker.begin(message) else { continue }
-                let command = message.value.flatMap { try? WireFormat.decodeStartCommand($0) }
+                let command = message.value.flatMap { try? WireFormat.decodeStartCommand($0).checkedAsRecord() }
                 launch(admission.enqueue(TakenCommand(message: message, generation: generation, command: command)))
                 // The next message only once there is room: a full worker stops
                 // reading, and its consumer pauses the partitions.
@@ -213,7 +213,7 @@ private struct Runner: Sendable {
     func execute(_ taken: TakenCommand) async {
         let message = taken.message
         guard let command = taken.command else {
-            logger.error("skipping undecodable command", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
+            logger.error("skipping a command that is not a start command, or carries an impossible attempt", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
             finish(message, generation: taken.generation)
             return
         }

@@ -57,6 +57,29 @@ struct MetricsTests {
         return (names("# TYPE "), names("# HELP "))
     }
 
+    @Test("a live record whose times are centuries apart is folded and measured, not a crash: anyone may write the status topic")
+    func centuriesApartAreMeasured() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await client.request(.get, "/ready").status != .ok, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            // Year 1 to year 9999: about 3.2e20 ns, past Int64.
+            let created = Date(timeIntervalSinceReferenceDate: -63_113_904_000)
+            let ended = Date(timeIntervalSinceReferenceDate: 252_423_993_599)
+            var job = JobSnapshot.queued(type: "noop", params: [:], at: created)
+            job = try job.started(attempt: 1, by: "w", at: created)
+            job = try job.succeeded(result: nil, at: ended)
+            try await system.publish(job)
+            let read = try await client.waitFor(job.id) { $0.status == .succeeded }
+            #expect(read.finishedAt == job.finishedAt)
+            let metrics = try await client.request(.get, "/metrics").text
+            #expect(metrics.contains(#"jobs_run_seconds_count{type="noop"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"jobs_run_seconds_bucket{type="noop",le="+Inf"} 1"#), "\(metrics)")
+        }
+    }
+
     @Test("HTTP metrics count requests by route, method and status, and an open event stream is an active request until it ends")
     func requestMetrics() async throws {
         try await TestCluster().withGateway { client in

@@ -40,4 +40,24 @@ struct StatusRecordTests {
         if case .snapshot(let read)? = records.first { #expect(read == job) } else { Issue.record("first: \(records)") }
         if case .tombstone(let id)? = records.last { #expect(id.rawValue == "job-3") } else { Issue.record("last: \(records)") }
     }
+
+    @Test("a record whose attempt no worker could have written (0, Int.max) is refused, so no reader counts on from it")
+    func impossibleAttemptsAreRefused() throws {
+        var job = JobSnapshot.queued(id: JobID(rawValue: "job-1"), type: "noop", params: [:], at: at(0))
+        for attempt in [0, -1, Int(Int32.max) + 1, Int.max] {
+            job.attempt = attempt
+            let value = try WireFormat.encodeSnapshot(job)
+            #expect(throws: ImplausibleRecord.self, "\(attempt)") { try StatusRecord(key: Array("job-1".utf8), value: value) }
+            #expect(throws: ImplausibleRecord.self, "\(attempt)") { try StartJobCommand(job: job).checkedAsRecord() }
+        }
+        for attempt in [1, 2, Int(Int32.max)] {
+            job.attempt = attempt
+            guard case .snapshot(let read)? = try StatusRecord(key: Array("job-1".utf8), value: try WireFormat.encodeSnapshot(job)) else {
+                Issue.record("attempt \(attempt) should read as a snapshot")
+                continue
+            }
+            #expect(read.attempt == attempt)
+            #expect(try StartJobCommand(job: job).checkedAsRecord().job.attempt == attempt)
+        }
+    }
 }
