@@ -287,8 +287,10 @@ private struct JSONWriter {
         case .object(let members):
             guard enter() else { return }
             bytes.append(.openBrace)
+            // In key order, not the dictionary's, which each process seeds at
+            // random: the same value is the same bytes (and ETag) on every replica.
             var first = true
-            for (key, member) in members {
+            for (key, member) in members.sorted(by: { $0.key < $1.key }) {
                 if !first { bytes.append(.comma) }
                 first = false
                 write(key)

@@ -116,6 +116,23 @@ struct SnapshotCodecTests {
         #expect(throws: EncodingError.self) { try WireFormat.encodeJSONValue(["x": [.number(.nan)]]) }
     }
 
+    @Test("an object's members are written in key order, whatever order the dictionary holds them in, at any depth")
+    func objectsAreWrittenInKeyOrder() throws {
+        // Dictionaries of many keys, built in different orders: their own orders differ,
+        // and so would the bytes (and a job's ETag) from one process to another.
+        let keys = (0..<40).map { "k\($0)" } + ["Z", "a", "é", "_", "10"]
+        let forward = JSONValue.object(Dictionary(uniqueKeysWithValues: keys.map { ($0, JSONValue.number(1)) }))
+        let backward = JSONValue.object(Dictionary(uniqueKeysWithValues: keys.reversed().map { ($0, JSONValue.number(1)) }))
+        let nested: JSONValue = ["outer": ["b": forward, "a": [backward]]]
+        let text = String(decoding: try WireFormat.encodeJSONValue(nested), as: UTF8.self)
+        let inner = "{" + keys.sorted().map { "\"\($0)\":1" }.joined(separator: ",") + "}"
+        #expect(text == #"{"outer":{"a":["# + inner + #"],"b":"# + inner + "}}")
+        var job = JobSnapshot.queued(type: "t", params: forward)
+        let one = try WireFormat.encodeSnapshot(job)
+        job.params = backward
+        #expect(try WireFormat.encodeSnapshot(job) == one)
+    }
+
     @Test("a start command round-trips, and its JSON is {schemaVersion, job}")
     func startCommandRoundTrips() throws {
         for snapshot in Self.varied {
