@@ -16,11 +16,20 @@ final class ConsumerEngine: Sendable {
         case broadcast(topic: String, fromBeginning: Bool)
     }
 
+    /// How a broadcast reader learns a topic's partition count (the cluster's
+    /// metadata; a test may stand in for it), and how often it asks again: a
+    /// topic may gain partitions while it is read.
+    struct PartitionWatch: Sendable {
+        var count: @Sendable (NativeClient, String, Int32) -> Result<Int32, KafkaError> = { partitionCount(client: $0, topic: $1, timeoutMs: $2) }
+        var interval: Duration = .seconds(10)
+    }
+
     let client: NativeClient
     let buffer: EventBuffer
     let flow: FlowControl
     private let rebalance: RebalanceHandler
     private let mode: Mode
+    private let partitionWatch: PartitionWatch
     private let consumerQueue: QueueHandle
     private let lifecycle = Mutex(Lifecycle.running)
 
@@ -30,7 +39,8 @@ final class ConsumerEngine: Sendable {
         case closed
     }
 
-    init(mode: Mode, properties: [String: String], capacity: Int, logger: Logger) throws(KafkaError) {
+    init(mode: Mode, properties: [String: String], capacity: Int, partitionWatch: PartitionWatch = PartitionWatch(),
+         logger: Logger) throws(KafkaError) {
         let flow = FlowControl(highWater: capacity)
         let rebalance = RebalanceHandler(listener: { if case .group(_, let l) = mode { l } else { nil } }(), flow: flow, logger: logger)
         let client = try NativeClient(kind: .consumer, properties: properties,
@@ -53,6 +63,7 @@ final class ConsumerEngine: Sendable {
         self.flow = flow
         self.rebalance = rebalance
         self.mode = mode
+        self.partitionWatch = partitionWatch
         self.consumerQueue = queue
     }
 
@@ -69,6 +80,8 @@ final class ConsumerEngine: Sendable {
 
     private func pollUntilClosed() {
         let logger = client.logger
+        // Partitions 0..<this of a broadcast reader's topic are assigned.
+        var assignedPartitions: Int32 = 0
         switch mode {
         case .group(let topics, _):
             let list = PartitionList(topics.map { TopicPartition(topic: $0, partition: -1) })
@@ -77,10 +90,15 @@ final class ConsumerEngine: Sendable {
                 logger.error("subscribe failed", metadata: ["error": "\(KafkaError(err))"])
             }
         case .broadcast(let topic, let fromBeginning):
-            assignAllPartitions(of: topic, fromBeginning: fromBeginning)
+            assignedPartitions = assignAllPartitions(of: topic, fromBeginning: fromBeginning)
         }
 
+        var nextPartitionCheck = ContinuousClock.now + partitionWatch.interval
         while !isClosing {
+            if case .broadcast(let topic, _) = mode, ContinuousClock.now >= nextPartitionCheck {
+                assignedPartitions = assignNewPartitions(of: topic, assigned: assignedPartitions)
+                nextPartitionCheck = ContinuousClock.now + partitionWatch.interval
+            }
             if case .broadcast = mode, buffer.count >= flow.highWater {
                 // A reader has no group to stay in, so it may simply stop polling
                 // while its buffer is full: librdkafka keeps what it prefetched
@@ -176,20 +194,40 @@ final class ConsumerEngine: Sendable {
         rd_kafka_topic_partition_list_destroy(list)
     }
 
-    private func assignAllPartitions(of topic: String, fromBeginning: Bool) {
+    /// Returns how many partitions it assigned (none if closed first).
+    private func assignAllPartitions(of topic: String, fromBeginning: Bool) -> Int32 {
         while !isClosing {
-            switch partitionCount(client: client, topic: topic, timeoutMs: 2000) {
+            switch partitionWatch.count(client, topic, 2000) {
             case .success(let count):
                 let start = Int64(fromBeginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END)
                 let list = PartitionList((0..<count).map { TopicPartition(topic: topic, partition: $0) }, offset: start)
                 let err = rd_kafka_assign(client.pointer, list.pointer)
-                if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR { return count }
                 client.logger.warning("assign failed; retrying", metadata: ["topic": "\(topic)", "error": "\(KafkaError(err))"])
             case .failure(let error):
                 client.logger.info("waiting for topic metadata", metadata: ["topic": "\(topic)", "error": "\(error)"])
             }
             Thread.sleep(forTimeInterval: 0.5)
         }
+        return 0
+    }
+
+    /// Adds partitions the topic gained since they were assigned (an operator
+    /// may add some at any time), each from its beginning: all they hold was
+    /// written after this reader started. Without them the reader would miss
+    /// their records, and never reach the end offsets its readers wait for.
+    /// Returns how many partitions are assigned now.
+    private func assignNewPartitions(of topic: String, assigned: Int32) -> Int32 {
+        guard case .success(let count) = partitionWatch.count(client, topic, 1000), count > assigned else { return assigned }
+        let added = (assigned..<count).map { TopicPartition(topic: topic, partition: $0) }
+        let list = PartitionList(added, offset: Int64(RD_KAFKA_OFFSET_BEGINNING))
+        if let error = rd_kafka_incremental_assign(client.pointer, list.pointer) {
+            client.logger.warning("could not assign new partitions; retrying", metadata: ["topic": "\(topic)", "error": "\(KafkaError(consuming: error))"])
+            return assigned
+        }
+        client.logger.info("the topic gained partitions; reading the new ones from their beginning",
+                           metadata: ["topic": "\(topic)", "partitions": "\(assigned) → \(count)"])
+        return count
     }
 
     /// Stops polling; for a group, leaves it after the final revoke. Idempotent.

@@ -26,10 +26,20 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
     ///   unless the configuration sets it). The embedded broker holds an empty fetch
     ///   this long even when data arrives meanwhile, so it bounds how late a reader
     ///   sees a message there; readers that a person waits on use less.
-    public init(
+    public convenience init(
         configuration: KafkaConfiguration, topic: String, from start: StartPosition,
         bufferCapacity: Int = 4096, maxFetchWait: Duration = .milliseconds(10),
         logger: Logger = Logger(label: "kafka.reader")
+    ) throws(KafkaError) {
+        try self.init(configuration: configuration, topic: topic, from: start, bufferCapacity: bufferCapacity,
+                      maxFetchWait: maxFetchWait, partitionWatch: ConsumerEngine.PartitionWatch(), logger: logger)
+    }
+
+    /// - Parameter partitionWatch: how the reader learns, at start and every
+    ///   few seconds after, how many partitions the topic has.
+    init(
+        configuration: KafkaConfiguration, topic: String, from start: StartPosition,
+        bufferCapacity: Int, maxFetchWait: Duration, partitionWatch: ConsumerEngine.PartitionWatch, logger: Logger
     ) throws(KafkaError) {
         var properties = configuration.merged(with: [
             "enable.auto.commit": "false",
@@ -51,7 +61,7 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
         for key in Self.groupOnlyProperties { properties.removeValue(forKey: key) }
         self.topic = topic
         engine = try ConsumerEngine(mode: .broadcast(topic: topic, fromBeginning: start == .beginning),
-                                    properties: properties, capacity: bufferCapacity, logger: logger)
+                                    properties: properties, capacity: bufferCapacity, partitionWatch: partitionWatch, logger: logger)
         engine.start(threadName: "kafka-reader")
     }
 

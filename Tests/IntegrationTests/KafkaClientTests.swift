@@ -1,5 +1,5 @@
 import Foundation
-import KafkaClient
+@testable import KafkaClient
 import Synchronization
 import Testing
 
@@ -27,6 +27,55 @@ struct KafkaClientTests {
         #expect(ends.values.reduce(0, +) == 10)
         await reader.close()
         await producer.shutdown()
+    }
+
+    @Test("a reader takes up partitions its topic gains while it reads, from their beginning, and reaches their end")
+    func readerTakesUpNewPartitions() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        try cluster.createTopic("grows", partitions: 4)
+        let producer = try KafkaProducer(configuration: cluster.configuration)
+        var reports: [DeliveryReport] = []
+        for index in 0..<40 {
+            reports.append(try await producer.send(topic: "grows", key: Array("k\(index)".utf8), value: Array("v\(index)".utf8)))
+        }
+        await producer.shutdown()
+        #expect(Set(reports.map(\.partition)) == [0, 1, 2, 3])
+
+        // The embedded broker can't add partitions to a topic, so the reader is told
+        // it has 2 until `grown`: as if an operator added partitions 2 and 3 meanwhile.
+        final class Shared: Sendable {
+            let grown = Atomic<Bool>(false)
+            let seen = Mutex<[KafkaMessage]>([])
+        }
+        let shared = Shared()
+        let watch = ConsumerEngine.PartitionWatch(count: { client, topic, timeout in
+            partitionCount(client: client, topic: topic, timeoutMs: timeout).map { shared.grown.load(ordering: .acquiring) ? $0 : min($0, 2) }
+        }, interval: .milliseconds(200))
+        let reader = try KafkaTopicReader(configuration: cluster.configuration, topic: "grows", from: .beginning, bufferCapacity: 4096,
+                                          maxFetchWait: .milliseconds(10), partitionWatch: watch, logger: .quiet)
+        let reading = Task { for await message in reader { shared.seen.withLock { $0.append(message) } } }
+        func waitFor(_ count: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while shared.seen.withLock({ $0.count }) < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let before = reports.filter { $0.partition < 2 }.count
+        try await waitFor(before)
+        try await Task.sleep(for: .seconds(1))  // five checks that find no new partition
+        #expect(shared.seen.withLock { $0.count } == before)
+        #expect(Set(shared.seen.withLock { $0.map(\.partition) }) == [0, 1])
+
+        shared.grown.store(true, ordering: .releasing)
+        try await waitFor(reports.count)
+        let all = shared.seen.withLock { $0 }
+        #expect(all.count == reports.count, "every message once")
+        #expect(Set(all.map { String(decoding: $0.value ?? [], as: UTF8.self) }) == Set((0..<40).map { "v\($0)" }))
+        // What the reader consumed reaches every partition's end offset, so a catch-up waiting on it ends.
+        let ends = try await reader.endOffsets()
+        for (partition, end) in ends {
+            #expect(all.filter { $0.partition == partition }.map(\.offset).max().map { $0 + 1 } == end, "partition \(partition)")
+        }
+        await reader.close()
+        _ = await reading.value
     }
 
     @Test("messages sent together are each acknowledged or refused on their own, in order; after shutdown all fail")
