@@ -359,26 +359,50 @@ public final class JobView: Service {
     }
 }
 
-/// One answer for many concurrent askers: callers that ask while a query runs
-/// share its result, so a burst of requests makes one broker round trip (and one
-/// thread), not one each.
+/// One answer for many concurrent askers, never older than the asking: callers
+/// that ask while a query runs share the *next* one, which starts when it ends.
+/// A burst of requests makes one broker round trip at a time (and one thread),
+/// not one each; and a caller never gets an answer read before it asked (a
+/// query already under way may have read the topic's end before a job another
+/// replica just acknowledged, whose id is what this caller is looking for).
 final class SharedQuery<Value: Sendable>: Sendable {
+    private struct State {
+        var running = false
+        /// Callers for the next round, which answers all of them.
+        var waiting: [CheckedContinuation<Result<Value, any Error>, Never>] = []
+    }
+
     private let run: @Sendable () async throws -> Value
-    private let inFlight = Mutex<Task<Value, any Error>?>(nil)
+    private let state = Mutex(State())
 
     init(_ run: @escaping @Sendable () async throws -> Value) {
         self.run = run
     }
 
     func value() async throws -> Value {
-        let task = inFlight.withLock { current in
-            if let current { return current }
-            let task = Task { [run] in try await run() }
-            current = task
-            return task
+        try await withCheckedContinuation { continuation in
+            let startRounds = state.withLock { state in
+                state.waiting.append(continuation)
+                defer { state.running = true }
+                return !state.running
+            }
+            if startRounds { Task { await self.runRounds() } }
+        }.get()
+    }
+
+    /// Runs a round for the callers waiting as it begins, until none are left.
+    private func runRounds() async {
+        while true {
+            let callers = state.withLock { state in
+                defer { state.waiting = [] }
+                if state.waiting.isEmpty { state.running = false }
+                return state.waiting
+            }
+            guard !callers.isEmpty else { return }
+            let result: Result<Value, any Error>
+            do { result = .success(try await run()) } catch { result = .failure(error) }
+            callers.forEach { $0.resume(returning: result) }
         }
-        defer { inFlight.withLock { if $0 == task { $0 = nil } } }
-        return try await task.value
     }
 }
 
