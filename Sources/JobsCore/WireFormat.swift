@@ -25,9 +25,18 @@ public enum WireFormat {
 
     /// An RFC 3339 time (the `date-time` of JSON Schema and OpenAPI), with or
     /// without fractional seconds and with any offset, to the millisecond.
+    ///
+    /// Only instants from year 1 to 9999 in UTC: `9999-12-31T23:30:00-01:00` is
+    /// year 10000 there, which no four-digit RFC 3339 text can carry, so a
+    /// snapshot holding it could not be written back for other readers.
     public static func parseTimestamp(_ text: String) -> Date? {
-        RFC3339.parse(text).map(wholeMilliseconds)
+        guard let date = RFC3339.parse(text).map(wholeMilliseconds),
+              writableMilliseconds.contains(Int64((date.timeIntervalSince1970 * 1000).rounded())) else { return nil }
+        return date
     }
+
+    /// 0001-01-01T00:00:00.000Z through 9999-12-31T23:59:59.999Z.
+    static let writableMilliseconds: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
 
     private static let secondsStyle = Date.ISO8601FormatStyle()
 

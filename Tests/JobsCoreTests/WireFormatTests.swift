@@ -70,6 +70,22 @@ struct WireFormatTests {
         #expect(WireFormat.timestampText(Date(timeIntervalSince1970: Double(year10000) / 1000)).hasPrefix("10000-01-01T00:00:00.000"))
     }
 
+    @Test("a time is read only if it is in years 1 to 9999 in UTC, so that every time read can be written back")
+    func timesOutsideFourDigitYearsAreRefused() throws {
+        for text in ["9999-12-31T23:30:00-01:00", "9999-12-31T23:59:59.9999Z", "0001-01-01T00:30:00+01:00"] {
+            #expect(WireFormat.parseTimestamp(text) == nil, "\(text)")
+        }
+        for text in ["9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z", "0001-01-01T00:30:00+00:30", "9999-12-31T22:59:59.999-01:00"] {
+            let date = try #require(WireFormat.parseTimestamp(text), "\(text)")
+            #expect(WireFormat.parseTimestamp(WireFormat.timestampText(date)) == date, "\(text)")
+            #expect(RFC3339.text(milliseconds: Int64((date.timeIntervalSince1970 * 1000).rounded())) != nil, "\(text)")
+        }
+        let snapshot = SnapshotCodecTests.minimal.replacingOccurrences(of: #""createdAt":"2023-11-14T22:13:20.000Z""#,
+                                                                        with: #""createdAt":"9999-12-31T23:30:00-01:00""#)
+        #expect(snapshot != SnapshotCodecTests.minimal)
+        #expect(throws: (any Error).self) { try WireFormat.decodeSnapshot(Array(snapshot.utf8)) }
+    }
+
     @Test("times are ISO 8601 in UTC with exactly three fractional digits")
     func timesHaveMilliseconds() throws {
         let text = String(decoding: try WireFormat.encode(Self.full), as: UTF8.self)
