@@ -42,7 +42,7 @@ public final class JobView: Service {
         /// final state must never count as stale, or re-publishing it would be
         /// read back as stale again, without end.
         mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleFinal: Bool) {
-            if let key = IdempotencyScope(snapshot) { idempotencyKeys[key] = snapshot.id }
+            if let key = IdempotencyScope(snapshot) { claim(key, for: snapshot) }
             let (previous, changed) = table.fold(snapshot, stamp: changeSequence + 1)
             if changed == nil, let previous, previous.status.isTerminal, SnapshotOrder(previous) != SnapshotOrder(snapshot) {
                 staleTails.insert(snapshot.id)
@@ -68,6 +68,18 @@ public final class JobView: Service {
             }
             recentChanges.record(changed.id)
             return (previous, changed, false)
+        }
+
+        /// A key used again (once its job expired, or by two replicas at one
+        /// instant) belongs to its newest job, whatever order the jobs' records
+        /// are read in: they sit in different partitions, and a late record of
+        /// the older job, followed by its tombstone, must not take the key away.
+        private mutating func claim(_ key: IdempotencyScope, for snapshot: JobSnapshot) {
+            if let holder = idempotencyKeys[key], holder != snapshot.id, let other = table[holder],
+               (other.createdAt, other.id.rawValue) > (snapshot.createdAt, snapshot.id.rawValue) {
+                return
+            }
+            idempotencyKeys[key] = snapshot.id
         }
 
         /// Forgets a job (its tombstone was read, or it expired).

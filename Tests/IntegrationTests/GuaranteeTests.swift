@@ -161,6 +161,39 @@ struct GuaranteeTests {
         #expect(try await system.recordCount(system.topics.commands) == 1)
     }
 
+    @Test("a reused Idempotency-Key belongs to its newest job, even when the older job's records and tombstone are read after it")
+    func reusedKeyBelongsToTheNewestJob() async throws {
+        let system = try TestCluster()
+        try await system.withGateway(worker: false) { client in
+            let created = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: [.idempotencyKey: "order-7"])
+            #expect(created.status == .accepted)
+            let newest = try created.snapshot()
+            // The key's first job, from before its retention ran out: its last record is
+            // read only now (another partition), and then its tombstone.
+            let weekAgo = Date().addingTimeInterval(-8 * 86_400)
+            let expired = try JobSnapshot.queued(type: "noop", params: newest.params, idempotencyKey: "order-7", at: weekAgo)
+                .started(attempt: 1, by: "w", at: weekAgo).succeeded(result: nil, at: weekAgo)
+            try await system.publish(expired)
+            _ = try await client.waitFor(expired.id) { $0.status == .succeeded }
+            let repeated = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: [.idempotencyKey: "order-7"])
+            #expect(repeated.status == .ok)
+            #expect(try repeated.snapshot().id == newest.id, "the key's newest job, not the one that ended a week ago")
+
+            let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.status], logger: .quiet)
+            try await producer.send(topic: system.topics.status, key: Array(expired.id.rawValue.utf8), value: nil)
+            await producer.shutdown()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await client.request(.get, "/jobs/\(expired.id)").status != .notFound {
+                try #require(ContinuousClock.now < deadline, "the tombstone was not folded")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let afterTombstone = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: [.idempotencyKey: "order-7"])
+            #expect(afterTombstone.status == .ok, "the older job's tombstone took the key from the newest")
+            #expect(try afterTombstone.snapshot().id == newest.id)
+        }
+        #expect(try await system.recordCount(system.topics.commands) == 1)
+    }
+
     @Test("a worker takes no command until it has read the status topic to its end: an ended job is not run again, even when that topic can't be read at first")
     func waitsForTheStatusTopicBeforeActing() async throws {
         let system = try TestCluster(partitions: 1)
