@@ -270,11 +270,18 @@ struct CommandJobTests {
             #expect(done.status == .succeeded && done.attempt == 2, "\(done)")
             try fixture.touch("release")
             for job in jobs { try await client.waitFor(job.id, timeout: .seconds(60)) { $0.status.isTerminal } }
+            // Attempt 1 has ended by now if its worker waited for it; if not, it ends
+            // within its 16 s, before the workers stop, so the log tells how they overlapped.
+            let logFile = fixture.directory.appendingPathComponent("\(handedBack.tag).log")
+            let ended = ContinuousClock.now + .seconds(30)
+            while try !String(contentsOf: logFile, encoding: .utf8).contains("end 1 "), ContinuousClock.now < ended {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             async let firstStopped: Void = first.stop()
             async let secondStopped: Void = second.stop()
             _ = try await (firstStopped, secondStopped)
 
-            let log = try String(contentsOf: fixture.directory.appendingPathComponent("\(handedBack.tag).log"), encoding: .utf8)
+            let log = try String(contentsOf: logFile, encoding: .utf8)
             let events = log.split(separator: "\n").map { $0.split(separator: " ") }
             let firstEnded = try #require(events.first { $0.first == "end" && $0.dropFirst().first == "1" }?.last.flatMap { UInt64($0) },
                                           "attempt 1 was not stopped: \(log)")
