@@ -50,10 +50,14 @@ final class OffsetTracker: Sendable {
     }
 
     /// Registers a command as in flight; returns the generation it belongs to,
-    /// `nil` when its partition is no longer ours.
+    /// `nil` when its partition is no longer ours, or when this assignment has
+    /// already taken the message: librdkafka 2.0.2 may fetch a partition again
+    /// from an older position after a resume (librdkafka#4636), and a command
+    /// taken twice would run its job twice at once.
     func begin(_ message: KafkaMessage) -> UInt64? {
         state.withLock { state in
-            guard var partition = state.partitions[message.topicPartition], !partition.revoking else { return nil }
+            guard var partition = state.partitions[message.topicPartition], !partition.revoking,
+                  message.offset > partition.highestBegun else { return nil }
             partition.inFlight.insert(message.offset)
             partition.highestBegun = max(partition.highestBegun, message.offset)
             state.partitions[message.topicPartition] = partition
