@@ -8,7 +8,8 @@ import Synchronization
 struct TakenCommand: Sendable {
     let message: KafkaMessage
     let generation: UInt64
-    let command: StartJobCommand?
+    /// `var` only so that ``Admission/withdraw(_:)`` can mark its job's cancel.
+    var command: StartJobCommand?
 
     var orderingKey: String? { command?.job.orderingKey }
     var type: String? { command?.job.type }
@@ -44,6 +45,11 @@ struct TakenCommand: Sendable {
 /// their partition is revoked, or when the worker stops: the next owner gets
 /// them again, in offset order.
 ///
+/// A waiting command whose job is cancelled need not wait at all: it is
+/// *withdrawn* (``withdraw(_:)``) and ends `cancelled` without running, so it
+/// takes no slot, no place under its type's limit and not its key, and the
+/// commands of its key behind it keep their order.
+///
 /// Intake is bounded: the run loop takes the next message only while a slot is
 /// free and fewer than `maxWaiting` commands wait. A worker whose slots are all
 /// taken therefore stops reading, and its consumer pauses the partitions; a
@@ -64,6 +70,8 @@ final class Admission: Sendable {
         var intakeCancelled = false
         /// Started commands whose slot was given back before they were done.
         var slotsReleased: Set<TakenCommand.ID> = []
+        /// Withdrawn commands not done yet: they hold nothing to give back.
+        var withdrawn: Set<TakenCommand.ID> = []
     }
 
     private let state = Mutex(State())
@@ -91,7 +99,7 @@ final class Admission: Sendable {
     /// ``finished(_:)``. Returns the waiting commands that may start now.
     func releaseSlot(of taken: TakenCommand) -> [TakenCommand] {
         let (ready, intake) = state.withLock { state -> ([TakenCommand], CheckedContinuation<Bool, Never>?) in
-            guard state.slotsReleased.insert(taken.id).inserted else { return ([], nil) }
+            guard !state.withdrawn.contains(taken.id), state.slotsReleased.insert(taken.id).inserted else { return ([], nil) }
             Self.freeSlot(of: taken, in: &state, typeLimits: typeLimits)
             return (admit(&state), takeIntakeIfRoom(&state))
         }
@@ -102,14 +110,42 @@ final class Admission: Sendable {
     /// Whether a started command still holds its slot: its handler runs, or
     /// waits to run again.
     func holdsSlot(_ taken: TakenCommand) -> Bool {
-        state.withLock { !$0.slotsReleased.contains(taken.id) }
+        state.withLock { !$0.slotsReleased.contains(taken.id) && !$0.withdrawn.contains(taken.id) }
+    }
+
+    /// Takes a cancelled job's waiting commands out of the waiting list, marked
+    /// `cancelRequested`, to be ended without running: nothing they wait for
+    /// matters any more. Returns them, and the waiting commands that may start now
+    /// (one of them may have held back its key). Nothing if the job's command
+    /// isn't waiting here: it has started (its execution sees the cancel) or
+    /// hasn't been taken yet.
+    func withdraw(_ jobID: JobID) -> (withdrawn: [TakenCommand], ready: [TakenCommand]) {
+        let (withdrawn, ready, intake) = state.withLock { state -> ([TakenCommand], [TakenCommand], CheckedContinuation<Bool, Never>?) in
+            guard !state.closed, state.waiting.contains(where: { $0.command?.job.id == jobID }) else { return ([], [], nil) }
+            var withdrawn: [TakenCommand] = []
+            state.waiting.removeAll { taken in
+                guard taken.command?.job.id == jobID else { return false }
+                var cancelled = taken
+                cancelled.command?.job.cancelRequested = true
+                withdrawn.append(cancelled)
+                state.withdrawn.insert(taken.id)
+                return true
+            }
+            return (withdrawn, admit(&state), takeIntakeIfRoom(&state))
+        }
+        intake?.resume(returning: true)
+        return (withdrawn, ready)
     }
 
     /// A started command is done (its job ended, was handed back or given up);
     /// frees its key, and its slot unless ``releaseSlot(of:)`` did. Returns the
     /// waiting commands that may start now.
     func finished(_ taken: TakenCommand) -> [TakenCommand] {
-        let (ready, intake) = state.withLock { state in
+        let (ready, intake) = state.withLock { state -> ([TakenCommand], CheckedContinuation<Bool, Never>?) in
+            if state.withdrawn.remove(taken.id) != nil {
+                // It held nothing; ending it frees nothing.
+                return ([], nil)
+            }
             if state.slotsReleased.remove(taken.id) == nil {
                 Self.freeSlot(of: taken, in: &state, typeLimits: typeLimits)
             }

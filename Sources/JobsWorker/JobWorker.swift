@@ -62,10 +62,12 @@ public final class JobWorker: Service {
 
         let heartbeats = Heartbeats(configuration: configuration, registry: registry, producer: producer,
                                     running: running, admission: admission, logger: logger)
+        let runner = Runner(configuration: configuration, registry: registry, ledger: ledger, running: running,
+                            tracker: tracker, admission: admission, publisher: publisher, consumer: consumer, logger: logger)
         let followers = Task {
             await withDiscardingTaskGroup { group in
                 group.addTask { await ledger.follow(statusReader) }
-                group.addTask { await Self.followCancels(controlReader, running: running, logger: self.logger) }
+                group.addTask { await Self.followCancels(controlReader, runner: runner, logger: self.logger) }
                 group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .seconds(1))
@@ -76,8 +78,6 @@ public final class JobWorker: Service {
             }
         }
 
-        let runner = Runner(configuration: configuration, registry: registry, ledger: ledger, running: running,
-                            tracker: tracker, admission: admission, publisher: publisher, consumer: consumer, logger: logger)
         // Intake stops at graceful shutdown; jobs already running are drained below.
         await cancelWhenGracefulShutdown {
             await runner.takeCommands(from: consumer, statusReader: statusReader)
@@ -133,14 +133,14 @@ public final class JobWorker: Service {
         }
     }
 
-    private static func followCancels(_ reader: KafkaTopicReader, running: RunningJobs, logger: Logger) async {
+    private static func followCancels(_ reader: KafkaTopicReader, runner: Runner, logger: Logger) async {
         let decoder = WireFormat.decoder()
         for await message in reader {
             guard let value = message.value, let command = try? decoder.decode(ControlCommand.self, from: Data(value)) else { continue }
             switch command.kind {
             case .cancel:
                 logger.debug("cancel received", metadata: ["job.id": "\(command.jobID)"])
-                running.requestCancel(command.jobID)
+                runner.cancel(command.jobID)
             }
         }
     }
@@ -170,7 +170,14 @@ private struct Runner: Sendable {
             case .message(let message):
                 guard let generation = tracker.begin(message) else { continue }
                 let command = message.value.flatMap { try? WireFormat.decodeStartCommand($0).checkedAsRecord() }
-                launch(admission.enqueue(TakenCommand(message: message, generation: generation, command: command)))
+                let taken = TakenCommand(message: message, generation: generation, command: command)
+                let started = admission.enqueue(taken)
+                launch(started)
+                // It waits for its key or type: a cancel that came before it needn't wait with it.
+                if let job = command?.job, !started.contains(where: { $0.id == taken.id }),
+                   running.cancelWaits(for: job.id, requestedElsewhere: ledger[job.id]?.cancelRequested == true) {
+                    endWaiting(job.id)
+                }
                 // The next message only once there is room: a full worker stops
                 // reading, and its consumer pauses the partitions.
                 guard await admission.waitForRoom() else { return }
@@ -194,6 +201,23 @@ private struct Runner: Sendable {
         }
         logger.info("ready for assigned partitions", metadata: ["partitions": "\(partitions)", "took": "\(ContinuousClock.now - started)"])
         return !Task.isCancelled
+    }
+
+    /// Stops the job if it runs here; if its command waits for its key or type,
+    /// ends it `cancelled` now rather than when its turn comes.
+    ///
+    /// The cancel is noted before the waiting list is searched, and the run loop
+    /// searches for noted cancels after enqueueing a command: whichever of the
+    /// two comes second finds the other, so no cancelled command keeps waiting.
+    func cancel(_ id: JobID) {
+        // A command of a job already running here (a duplicate) waits as before,
+        // to find the job finished when its turn comes.
+        if !running.requestCancel(id) { endWaiting(id) }
+    }
+
+    private func endWaiting(_ id: JobID) {
+        let (withdrawn, ready) = admission.withdraw(id)
+        launch(withdrawn + ready)
     }
 
     /// Runs each admitted command in a task of its own, then starts what its end

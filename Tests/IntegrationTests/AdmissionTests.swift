@@ -80,6 +80,54 @@ struct AdmissionTests {
         #expect(await intake.value)
     }
 
+    @Test("a cancelled job's waiting command is withdrawn marked cancelled, holding no slot, type place or key")
+    func withdrawnHoldsNothing() async {
+        let admission = Admission(concurrency: 1, maxWaiting: 10, typeLimits: [:])
+        #expect(offsets(admission.enqueue(Self.command(0, key: "a"))) == [0])
+        #expect(offsets(admission.enqueue(Self.command(1, key: "a"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(2, key: "a"))) == [])
+        let (withdrawn, ready) = admission.withdraw(Self.command(1).command!.job.id)
+        #expect(offsets(withdrawn) == [1])
+        #expect(withdrawn.allSatisfy { $0.command?.job.cancelRequested == true })
+        #expect(ready.isEmpty)
+        #expect(!admission.holdsSlot(withdrawn[0]))
+        // Ending it gives back nothing: the one slot and key a stay with command 0.
+        #expect(offsets(admission.releaseSlot(of: withdrawn[0])) == [])
+        #expect(offsets(admission.finished(withdrawn[0])) == [])
+        #expect(offsets(admission.enqueue(Self.command(3, key: "b"))) == [])
+        // Command 0 done: a's next command is 2, ahead of b's, which came later.
+        #expect(offsets(admission.finished(Self.command(0, key: "a"))) == [2])
+        // Nothing to withdraw for a started command or one never taken.
+        #expect(admission.withdraw(Self.command(2).command!.job.id).withdrawn.isEmpty)
+        #expect(admission.withdraw(Self.command(9).command!.job.id).withdrawn.isEmpty)
+    }
+
+    @Test("withdrawing a command that waits for its type's limit lets its key's next command start")
+    func withdrawUnblocksItsKey() {
+        let admission = Admission(concurrency: 4, maxWaiting: 10, typeLimits: ["slow": 1])
+        #expect(offsets(admission.enqueue(Self.command(0, type: "slow"))) == [0])
+        #expect(offsets(admission.enqueue(Self.command(1, type: "slow", key: "k"))) == [])
+        #expect(offsets(admission.enqueue(Self.command(2, type: "fast", key: "k"))) == [])
+        let (withdrawn, ready) = admission.withdraw(Self.command(1).command!.job.id)
+        #expect(offsets(withdrawn) == [1])
+        #expect(offsets(ready) == [2])
+        // The type's one place is still command 0's.
+        #expect(offsets(admission.finished(withdrawn[0])) == [])
+        #expect(offsets(admission.enqueue(Self.command(3, type: "slow"))) == [])
+        #expect(offsets(admission.finished(Self.command(0, type: "slow"))) == [3])
+    }
+
+    @Test("a withdrawn command leaves room in the waiting list for the run loop", .timeLimit(.minutes(1)))
+    func withdrawMakesRoom() async {
+        let admission = Admission(concurrency: 2, maxWaiting: 1, typeLimits: [:])
+        _ = admission.enqueue(Self.command(0, key: "a"))
+        _ = admission.enqueue(Self.command(1, key: "a"))
+        let intake = Task { await admission.waitForRoom() }
+        try? await Task.sleep(for: .milliseconds(50))
+        _ = admission.withdraw(Self.command(1).command!.job.id)
+        #expect(await intake.value)
+    }
+
     @Test("a revoked partition's waiting commands are dropped, and a closed admission starts nothing")
     func dropAndClose() async {
         let admission = Admission(concurrency: 4, maxWaiting: 10, typeLimits: [:])

@@ -112,6 +112,48 @@ struct OrderingTests {
         }
     }
 
+    @Test("a job cancelled while its command waits for its key ends cancelled at once, and the key's running job runs on")
+    func cancelWhileWaitingForKey() async throws {
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway { client in
+            let first = try await client.submit(#"{"type":"sleep","orderingKey":"k","params":{"steps":600,"stepMs":100}}"#)
+            try await client.waitFor(first.id) { $0.status == .running }
+            let second = try await client.submit(#"{"type":"noop","orderingKey":"k"}"#)
+            // The worker has free slots: it takes the second command, which waits for key k.
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await client.request(.post, "/jobs/\(second.id)/cancel").status == .accepted)
+            let done = try await client.waitFor(second.id, timeout: .seconds(10)) { $0.status.isTerminal }
+            #expect(done.status == .cancelled && done.startedAt == nil)
+            #expect(try await !client.job(first.id).status.isTerminal, "the cancelled job waited for the first one to end")
+
+            // The key is still the first job's: a later job of it waits for the first one to end.
+            let third = try await client.submit(#"{"type":"noop","orderingKey":"k"}"#)
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await client.job(third.id).status == .queued)
+            _ = try await client.request(.post, "/jobs/\(first.id)/cancel")
+            #expect(try await client.waitFor(first.id) { $0.status.isTerminal }.status == .cancelled)
+            #expect(try await client.waitFor(third.id) { $0.status.isTerminal }.status == .succeeded)
+        }
+    }
+
+    @Test("a job cancelled before any worker ran, behind a running job of its key, ends cancelled without waiting its turn")
+    func cancelledBeforeTheWorkerTookIt() async throws {
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(worker: false) { client in
+            let first = try await client.submit(#"{"type":"sleep","orderingKey":"k","params":{"steps":600,"stepMs":100}}"#)
+            let second = try await client.submit(#"{"type":"noop","orderingKey":"k"}"#)
+            // No worker reads the control topic yet: only the status topic holds the cancel.
+            #expect(try await client.request(.post, "/jobs/\(second.id)/cancel").status == .accepted)
+            let worker = RunningWorker(system, id: "late-worker", registry: .builtin)
+            let done = try await client.waitFor(second.id, timeout: .seconds(20)) { $0.status.isTerminal }
+            #expect(done.status == .cancelled && done.startedAt == nil)
+            #expect(try await !client.job(first.id).status.isTerminal, "the cancelled job waited for the first one to end")
+            _ = try await client.request(.post, "/jobs/\(first.id)/cancel")
+            #expect(try await client.waitFor(first.id) { $0.status.isTerminal }.status == .cancelled)
+            try await worker.stop()
+        }
+    }
+
     @Test("a start command is keyed by the job's ordering key, or by its id without one")
     func commandKeys() async throws {
         let system = try TestCluster(partitions: 3)
