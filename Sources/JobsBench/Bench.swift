@@ -60,7 +60,7 @@ struct All: AsyncParsableCommand {
                                    expectedStatus: 202, requests: jobs, duration: .seconds(120))
         // The workers run the jobs meanwhile: their CPU time counts too.
         let cpu = (system.cpuUsage() - cpuBefore).figures(jobs: Double(result.requests), loadGenerator: result.cpuSeconds,
-                                                          seconds: (ContinuousClock.now - started).seconds)
+                                                          seconds: (ContinuousClock.now - started).timeInterval)
         printLine(workload: "submit", [
             "requests": Double(result.requests), "requests_per_s": result.requestsPerSecond,
             "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "loadgen_cpu_share": result.cpuShare,
@@ -97,7 +97,7 @@ struct All: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let seconds = ((finished ?? .now) - started).seconds
+        let seconds = ((finished ?? .now) - started).timeInterval
         let cpu = (system.cpuUsage() - cpuBefore).figures(jobs: done, loadGenerator: load.cpuSeconds, seconds: seconds)
         printLine(workload: "e2e", ["jobs": total, "jobs_per_s": done / seconds, "lost": total - done, "seconds": seconds]
             .merging(cpu) { first, _ in first })
@@ -224,7 +224,7 @@ struct All: AsyncParsableCommand {
         printLine(workload: "memory", [
             "jobs": Double(jobs), "jobs_in_view": Double(held), "bytes_per_job": Double(fullBytes - emptyBytes) / Double(max(held, 1)),
             "rss_empty_mib": Double(emptyBytes) / 1_048_576, "rss_full_mib": Double(fullBytes) / 1_048_576,
-            "ready_after_s": readyAfter.seconds,
+            "ready_after_s": readyAfter.timeInterval,
         ])
     }
 
@@ -262,7 +262,7 @@ struct All: AsyncParsableCommand {
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            rates[workers] = Double(jobs) / (ContinuousClock.now - started).seconds
+            rates[workers] = Double(jobs) / (ContinuousClock.now - started).timeInterval
             await system.shutdown()
         }
         printLine(workload: "scaleout", [

@@ -243,7 +243,7 @@ func load(connections: Int, total: Int? = nil, duration: Duration? = nil,
         }
         return try await group.reduce(into: []) { $0 += $1 }
     }
-    return (latencies, (ContinuousClock.now - started).seconds)
+    return (latencies, (ContinuousClock.now - started).timeInterval)
 }
 
 final class Counter: @unchecked Sendable {
@@ -270,8 +270,8 @@ func writeLine(_ line: String) {
 }
 
 extension Duration {
-    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
-    var seconds: Double { milliseconds / 1000 }
+    /// Fractional, for latencies.
+    var milliseconds: Double { timeInterval * 1000 }
 }
 
 /// The key the benchmark's gateways accept and its clients send.

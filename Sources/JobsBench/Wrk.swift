@@ -1,4 +1,5 @@
 import Foundation
+import JobsCore
 import Subprocess
 
 /// Debian's `wrk` as the load generator of the HTTP workloads.
@@ -65,7 +66,7 @@ struct Wrk {
         do {
             let run = try await Subprocess.run(
                 .path("/usr/bin/wrk"),
-                arguments: ["-t\(threads)", "-c\(connections)", "-d\(max(1, Int(duration.seconds.rounded(.up))))s",
+                arguments: ["-t\(threads)", "-c\(connections)", "-d\(max(1, Int(duration.timeInterval.rounded(.up))))s",
                             "--timeout", "30s", "-s", script.path, base + path],
                 environment: .inherit.updating(environment),
                 input: .none, output: .sequence, error: .discarded
@@ -88,7 +89,7 @@ struct Wrk {
         } catch {
             throw BenchError("cannot run /usr/bin/wrk (apt-get install wrk): \(error)")
         }
-        let wall = (ContinuousClock.now - started).seconds
+        let wall = (ContinuousClock.now - started).timeInterval
         guard let line = printed.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
             throw BenchError("wrk printed no result (\(status)): \(printed)")
         }

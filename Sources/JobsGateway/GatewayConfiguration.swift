@@ -103,8 +103,7 @@ public struct GatewayConfiguration: Sendable {
             configuration.properties["reconnect.backoff.max.ms"] = "1000"
         }
         if configuration.properties["message.timeout.ms"] == nil {
-            let (seconds, attoseconds) = commandTimeout.components
-            configuration.properties["message.timeout.ms"] = "\(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))"
+            configuration.properties["message.timeout.ms"] = "\(max(1, commandTimeout.wholeMilliseconds))"
         }
         return configuration
     }

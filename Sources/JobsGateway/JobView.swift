@@ -340,8 +340,7 @@ public final class JobView: Service {
         while !Task.isCancelled {
             try? await Task.sleep(for: retention.sweepInterval)
             guard isReady else { continue }
-            let cutoff = Date().addingTimeInterval(-Double(retention.age.components.seconds)
-                                                   - Double(retention.age.components.attoseconds) / 1e18)
+            let cutoff = Date().addingTimeInterval(-retention.age.timeInterval)
             let expired = state.withLock { state in
                 state.table.snapshots.filter { $0.status.isTerminal && ($0.finishedAt ?? $0.updatedAt) < cutoff }.map(\.id)
             }

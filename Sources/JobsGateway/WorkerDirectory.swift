@@ -42,7 +42,7 @@ final class WorkerDirectory: Service {
     }
 
     private func isAlive(_ heartbeat: WorkerHeartbeat, now: Date) -> Bool {
-        !heartbeat.stopped && now.timeIntervalSince(heartbeat.sentAt) < silenceTimeout.seconds
+        !heartbeat.stopped && now.timeIntervalSince(heartbeat.sentAt) < silenceTimeout.timeInterval
     }
 
     func run() async throws {
@@ -114,7 +114,7 @@ final class WorkerDirectory: Service {
             if !silent.isEmpty {
                 await markStalled(view.unstalledJobs(runningOn: Set(silent.keys)), silent: silent, now: now)
             }
-            await forgetWorkers(gone: now.addingTimeInterval(-retention.seconds))
+            await forgetWorkers(gone: now.addingTimeInterval(-retention.timeInterval))
         }
     }
 
@@ -153,11 +153,5 @@ final class WorkerDirectory: Service {
                 logger.warning("worker tombstone not published", metadata: ["worker.id": "\(id)", "error": "\(error)"])
             }
         }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

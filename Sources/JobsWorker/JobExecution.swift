@@ -57,12 +57,12 @@ final class JobExecution: Sendable {
     /// consumer's thread wait, blocking, during a revoke.
     private let done = DispatchGroup()
 
-    init(taken: TakenCommand, snapshot: JobSnapshot, cancellable: Bool = true,
-         stopGracePeriod: Duration = JobOptions.defaultStopGracePeriod) {
+    /// - Parameter options: its type's; the defaults for a type this worker doesn't know.
+    init(taken: TakenCommand, snapshot: JobSnapshot, options: JobOptions = JobOptions()) {
         self.taken = taken
         self.jobID = snapshot.id
-        self.cancellable = cancellable
-        self.stopGracePeriod = stopGracePeriod
+        self.cancellable = options.cancellable
+        self.stopGracePeriod = options.stopGracePeriod
         self.state = Mutex(State(snapshot: snapshot))
         done.enter()
     }

@@ -258,10 +258,7 @@ private struct Runner: Sendable {
         }
         jobLogger[metadataKey: "job.attempt"] = "\(job.attempt)"
 
-        let registered = registry[job.type]
-        let execution = JobExecution(taken: taken, snapshot: job,
-                                     cancellable: registered?.options.cancellable ?? true,
-                                     stopGracePeriod: registered?.options.stopGracePeriod ?? JobOptions.defaultStopGracePeriod)
+        let execution = JobExecution(taken: taken, snapshot: job, options: registry[job.type]?.options ?? JobOptions())
         let cancelledEarly = running.insert(execution)
         defer {
             running.remove(execution)
@@ -299,7 +296,7 @@ private struct Runner: Sendable {
                 started = try execution.advance { snapshot in
                     var next = try snapshot.started(attempt: attempt, by: configuration.workerID)
                     next.maxAttempts = maxAttempts
-                    next.timeoutMs = timeout.map { Int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) }
+                    next.timeoutMs = timeout?.wholeMilliseconds
                     return next
                 }
             } catch {
@@ -471,8 +468,7 @@ private struct PartitionHandover: RebalanceListener {
     }
 
     private static func deadline(after duration: Duration, from start: DispatchTime = .now()) -> DispatchTime {
-        let (seconds, attoseconds) = duration.components
-        return start + .milliseconds(Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        start + .milliseconds(duration.wholeMilliseconds)
     }
 }
 
@@ -509,11 +505,10 @@ private struct Heartbeats: Sendable {
     }
 
     private func heartbeat(stopped: Bool) -> WorkerHeartbeat {
-        let interval = configuration.heartbeatInterval.components
-        return WorkerHeartbeat(
+        WorkerHeartbeat(
             workerID: configuration.workerID, jobTypes: registry.descriptors.map(JobTypeInfo.init),
             concurrency: configuration.concurrency, runningJobs: running.all.filter { admission.holdsSlot($0.taken) }.map(\.jobID), startedAt: startedAt,
-            stopped: stopped, intervalMs: Int(interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000)
+            stopped: stopped, intervalMs: configuration.heartbeatInterval.wholeMilliseconds
         )
     }
 }

@@ -44,7 +44,7 @@ public final class KafkaTopicReader: Sendable, AsyncSequence {
         var properties = configuration.merged(with: [
             "enable.auto.commit": "false",
             "enable.partition.eof": "false",
-            "fetch.wait.max.ms": String(maxFetchWait.components.seconds * 1000 + maxFetchWait.components.attoseconds / 1_000_000_000_000_000),
+            "fetch.wait.max.ms": String(maxFetchWait.milliseconds),
             // Prefetch limits a replay never reaches: librdkafka 2.0.2 stops
             // fetching when one is reached and looks again only on its next
             // one-second tick, however soon the queue drains (2.1 added
