@@ -399,6 +399,7 @@ private struct Runner: Sendable {
 
     /// Publishes the job's final snapshot and, once acknowledged, lets its offset be committed.
     private func conclude(_ execution: JobExecution, logger: Logger, _ transition: (JobSnapshot) throws -> JobSnapshot) async {
+        let before = execution.snapshot
         let final: JobSnapshot
         do {
             final = try execution.advance(transition)
@@ -407,11 +408,26 @@ private struct Runner: Sendable {
             return
         }
         releaseSlot(execution)
-        guard await publisher.publish(final) else {
+        switch await publisher.send(final) {
+        case .acknowledged:
+            logger.info("job finished", metadata: ["status": "\(final.status)"])
+        case .notSent:
             logger.warning("final snapshot not published; the job will be delivered again")
             return
+        case .tooLarge(let error):
+            // Its result is more than the broker takes (over its `max.message.bytes`,
+            // under `maxResultBytes`): the job fails without it, as one over
+            // `maxResultBytes` does, rather than holding its partition's commits for good.
+            let refusal = JobError(code: "status_too_large", message: """
+                the job's \(final.status.rawValue) snapshot is more than the broker accepts (\(error.code)); \
+                lower the worker's maxResultBytes or raise the status topic's max.message.bytes
+                """)
+            guard let failed = try? before.failed(refusal), await publisher.send(failed) == .acknowledged else {
+                logger.error("final snapshot too large even without a result; the job stays unfinished on the status topic")
+                return
+            }
+            logger.warning("job failed: its final snapshot is too large for the broker", metadata: ["status": "\(final.status)"])
         }
-        logger.info("job finished", metadata: ["status": "\(final.status)"])
         finish(execution.message, generation: execution.generation)
     }
 

@@ -21,30 +21,50 @@ struct StatusPublisher: Sendable {
         }
     }
 
-    /// For final snapshots: awaits the broker's acknowledgement, retrying with
-    /// backoff while the broker is unreachable. Returns `false` only once the
-    /// producer is shut down: the command's offset then stays uncommitted, so the
-    /// job is delivered again rather than lost.
+    /// What became of a snapshot given to ``send(_:)``.
+    enum Outcome: Sendable, Equatable {
+        case acknowledged
+        /// The producer or the broker refuses it as too large, as it would every time.
+        case tooLarge(KafkaError)
+        /// The producer was shut down first (or the snapshot is not encodable).
+        case notSent
+    }
+
+    /// For the snapshots a job's next step waits on: ``send(_:)``, then whether
+    /// the broker acknowledged it.
+    func publish(_ snapshot: JobSnapshot) async -> Bool {
+        await send(snapshot) == .acknowledged
+    }
+
+    /// Awaits the broker's acknowledgement, retrying with backoff while the
+    /// broker is unreachable. Gives up once the producer is shut down (the
+    /// command's offset then stays uncommitted, so the job is delivered again
+    /// rather than lost), or when the snapshot is too large ever to be taken.
     ///
     /// A `cancelled` snapshot answers someone's cancel request, so it is sent
     /// at once instead of after `linger.ms` (which was 5 of a cancel's 12 ms).
-    func publish(_ snapshot: JobSnapshot) async -> Bool {
+    func send(_ snapshot: JobSnapshot) async -> Outcome {
         ledger.record(snapshot)
         let value: [UInt8]
         do {
             value = try WireFormat.encodeSnapshot(snapshot)
         } catch {
             logger.error("cannot encode snapshot", metadata: ["job.id": "\(snapshot.id)", "error": "\(error)"])
-            return false
+            return .notSent
         }
         var delay = Duration.milliseconds(100)
         while true {
             do {
                 try await producer.send(topic: topic, key: Array(snapshot.id.rawValue.utf8), value: value,
                                         expedited: snapshot.status == .cancelled)
-                return true
+                return .acknowledged
             } catch where error.isClientClosed {
-                return false
+                return .notSent
+            } catch where error.isMessageTooLarge {
+                logger.error("status event refused as too large", metadata: [
+                    "job.id": "\(snapshot.id)", "status": "\(snapshot.status)", "bytes": "\(value.count)", "error": "\(error)",
+                ])
+                return .tooLarge(error)
             } catch {
                 logger.warning("status event not acknowledged; retrying",
                                metadata: ["job.id": "\(snapshot.id)", "status": "\(snapshot.status)", "error": "\(error)"])

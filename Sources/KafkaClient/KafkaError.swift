@@ -31,6 +31,10 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message was not acknowledged before `message.timeout.ms`.
     public var isTimeout: Bool { code == "_MSG_TIMED_OUT" || code == "_TIMED_OUT" }
 
+    /// The message is larger than the producer's `message.max.bytes` or the
+    /// topic's `max.message.bytes`: sending it again can never succeed.
+    public var isMessageTooLarge: Bool { code == "MSG_SIZE_TOO_LARGE" }
+
     /// The client was shut down before the operation could complete.
     public var isClientClosed: Bool { code == Self.closed.code }
 

@@ -1,6 +1,7 @@
 import Foundation
 import JobsCore
 import JobsWorker
+import KafkaClient
 import Synchronization
 import Testing
 
@@ -57,6 +58,41 @@ struct WorkerOptionsTests {
                 events.contains { $0.id == big.id && $0.status.isTerminal }
             }
             #expect(!events.contains { $0.id == big.id && $0.result != nil }, "an oversize result reached the status topic")
+        }
+    }
+
+    @Test("a result under maxResultBytes but over what the broker takes ends the job failed with status_too_large, not stuck")
+    func snapshotTooLargeForTheBroker() async throws {
+        var registry = JobRegistry.builtin
+        registry.register("blob", params: [String: Int].self, schema: ParamsSchema([.init("size", .integer(minimum: 0))])) { params, _ in
+            ["data": String(repeating: "x", count: params["size"] ?? 0)]
+        }
+        // One partition: the job after the refused one shows that its commits go on.
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(registry: registry, configureWorker: { worker in
+            worker.maxResultBytes = 1_000_000
+            // Stands in for a status topic with a small max.message.bytes: librdkafka refuses alike.
+            worker.kafka.properties["message.max.bytes"] = "20000"
+        }) { client in
+            let big = try await client.submit(#"{"type":"blob","params":{"size":30000}}"#)
+            let bigDone = try await client.waitFor(big.id) { $0.status.isTerminal }
+            #expect(bigDone.status == .failed)
+            #expect(bigDone.error?.code == "status_too_large")
+            #expect(bigDone.error?.message.contains("MSG_SIZE_TOO_LARGE") == true)
+            #expect(bigDone.result == nil)
+            #expect(bigDone.attempt == 1)
+
+            let small = try await client.submit(#"{"type":"blob","params":{"size":1000}}"#)
+            #expect(try await client.waitFor(small.id) { $0.status.isTerminal }.status == .succeeded)
+            // Both commands are done, the refused one's included: the group's lag drains to nothing.
+            let probe = try ConsumerGroupLag(configuration: system.kafka, group: "jobs-workers", topic: system.topics.commands)
+            var lag: [Int32: Int64] = [:]
+            for _ in 0..<40 {
+                lag = try await probe.lag()
+                if lag.values.reduce(0, +) == 0 { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(lag == [0: 0])
         }
     }
 
