@@ -219,6 +219,9 @@ final class Admission: Sendable {
         }
     }
 
+    /// Whether the run loop is suspended in ``waitForRoom()``: for tests.
+    var intakeWaits: Bool { state.withLock { $0.intake != nil } }
+
     private func hasRoom(_ state: State) -> Bool {
         state.running < concurrency && state.waiting.count < maxWaiting
     }

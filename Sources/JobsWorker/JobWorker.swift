@@ -408,25 +408,27 @@ private struct Runner: Sendable {
             return
         }
         releaseSlot(execution)
-        switch await publisher.send(final) {
+        switch await publisher.publishFinal(final) {
         case .acknowledged:
             logger.info("job finished", metadata: ["status": "\(final.status)"])
         case .notSent:
             logger.warning("final snapshot not published; the job will be delivered again")
             return
         case .tooLarge(let error):
-            // Its result is more than the broker takes (over its `max.message.bytes`,
-            // under `maxResultBytes`): the job fails without it, as one over
-            // `maxResultBytes` does, rather than holding its partition's commits for good.
+            // Its result makes it more than the producer may send (`maxResultBytes` over
+            // `message.max.bytes`): the job fails without it, as one over `maxResultBytes`
+            // does, rather than holding its key and its partition's commits for good.
             let refusal = JobError(code: "status_too_large", message: """
-                the job's \(final.status.rawValue) snapshot is more than the broker accepts (\(error.code)); \
-                lower the worker's maxResultBytes or raise the status topic's max.message.bytes
+                the job's \(final.status.rawValue) snapshot is \(error.code): lower the worker's \
+                maxResultBytes below its message.max.bytes
                 """)
-            guard let failed = try? before.failed(refusal), await publisher.send(failed) == .acknowledged else {
-                logger.error("final snapshot too large even without a result; the job stays unfinished on the status topic")
+            guard var failed = try? before.failed(refusal) else { return }
+            failed.cancelRequested = final.cancelRequested
+            guard await publisher.publish(failed) else {
+                logger.warning("final snapshot not published; the job will be delivered again")
                 return
             }
-            logger.warning("job failed: its final snapshot is too large for the broker", metadata: ["status": "\(final.status)"])
+            logger.warning("job failed: its final snapshot is too large to send", metadata: ["status": "\(final.status)"])
         }
         finish(execution.message, generation: execution.generation)
     }

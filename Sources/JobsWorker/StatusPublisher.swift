@@ -21,29 +21,36 @@ struct StatusPublisher: Sendable {
         }
     }
 
-    /// What became of a snapshot given to ``send(_:)``.
+    /// What became of a final snapshot given to ``publishFinal(_:)``.
     enum Outcome: Sendable, Equatable {
         case acknowledged
-        /// The producer or the broker refuses it as too large, as it would every time.
+        /// The producer refused it as larger than its `message.max.bytes`, as it would every time.
         case tooLarge(KafkaError)
         /// The producer was shut down first (or the snapshot is not encodable).
         case notSent
     }
 
-    /// For the snapshots a job's next step waits on: ``send(_:)``, then whether
-    /// the broker acknowledged it.
+    /// For the snapshots a job's next step waits on (`running`, `queued` for a
+    /// retry or a hand-back): awaits the broker's acknowledgement, retrying
+    /// with backoff while the broker is unreachable. Returns `false` only once
+    /// the producer is shut down: the command's offset then stays uncommitted,
+    /// so the job is delivered again rather than lost.
     func publish(_ snapshot: JobSnapshot) async -> Bool {
-        await send(snapshot) == .acknowledged
+        await send(snapshot, givingUpIfTooLarge: false) == .acknowledged
     }
 
-    /// Awaits the broker's acknowledgement, retrying with backoff while the
-    /// broker is unreachable. Gives up once the producer is shut down (the
-    /// command's offset then stays uncommitted, so the job is delivered again
-    /// rather than lost), or when the snapshot is too large ever to be taken.
-    ///
+    /// For a job's final snapshot: as ``publish(_:)``, but gives up on a
+    /// snapshot the producer refuses as too large, which the caller can
+    /// replace with a smaller one (only a result makes it larger than the
+    /// snapshots before it). Any other snapshot is retried even then, holding
+    /// its job's key: giving up would let the key's next job overtake it.
+    func publishFinal(_ snapshot: JobSnapshot) async -> Outcome {
+        await send(snapshot, givingUpIfTooLarge: true)
+    }
+
     /// A `cancelled` snapshot answers someone's cancel request, so it is sent
     /// at once instead of after `linger.ms` (which was 5 of a cancel's 12 ms).
-    func send(_ snapshot: JobSnapshot) async -> Outcome {
+    private func send(_ snapshot: JobSnapshot, givingUpIfTooLarge: Bool) async -> Outcome {
         ledger.record(snapshot)
         let value: [UInt8]
         do {
@@ -60,8 +67,8 @@ struct StatusPublisher: Sendable {
                 return .acknowledged
             } catch where error.isClientClosed {
                 return .notSent
-            } catch where error.isMessageTooLarge {
-                logger.error("status event refused as too large", metadata: [
+            } catch where error.isTooLargeToSend && givingUpIfTooLarge {
+                logger.error("status event larger than the producer's message.max.bytes", metadata: [
                     "job.id": "\(snapshot.id)", "status": "\(snapshot.status)", "bytes": "\(value.count)", "error": "\(error)",
                 ])
                 return .tooLarge(error)

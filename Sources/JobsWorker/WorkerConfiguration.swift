@@ -26,8 +26,8 @@ public struct WorkerConfiguration: Sendable {
     /// with error code `result_too_large` (never retried), so an oversize
     /// snapshot never reaches the status topic. Keep it well below the broker's
     /// `message.max.bytes` (1 MB by default): the snapshot carries params too.
-    /// A final snapshot the broker refuses as too large ends the job `failed`
-    /// with `status_too_large`, without its result.
+    /// A final snapshot over the producer's own `message.max.bytes` ends the job
+    /// `failed` with `status_too_large`, without its result.
     public var maxResultBytes: Int
     /// Most commands taken from Kafka that may wait on this worker without
     /// running: behind a job of their ordering key, or for their type's

@@ -6,6 +6,9 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// librdkafka's symbolic error name, or a name of this client's own.
     public let code: String
     public let message: String
+    /// librdkafka refused the message when it was handed over, before sending
+    /// it (see ``isTooLargeToSend``).
+    var refusedBeforeSending = false
 
     public init(code: String, message: String) {
         self.code = code
@@ -31,9 +34,11 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message was not acknowledged before `message.timeout.ms`.
     public var isTimeout: Bool { code == "_MSG_TIMED_OUT" || code == "_TIMED_OUT" }
 
-    /// The message is larger than the producer's `message.max.bytes` or the
-    /// topic's `max.message.bytes`: sending it again can never succeed.
-    public var isMessageTooLarge: Bool { code == "MSG_SIZE_TOO_LARGE" }
+    /// The producer refused the message itself, before sending it, as larger
+    /// than its `message.max.bytes`: sending it again can never succeed. Not
+    /// the broker's `MSG_SIZE_TOO_LARGE`, which refuses a whole batch, so may be
+    /// for a message it shared one with.
+    public var isTooLargeToSend: Bool { refusedBeforeSending && code == "MSG_SIZE_TOO_LARGE" }
 
     /// The client was shut down before the operation could complete.
     public var isClientClosed: Bool { code == Self.closed.code }

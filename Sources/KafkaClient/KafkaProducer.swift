@@ -196,7 +196,9 @@ public final class KafkaProducer: Service, Sendable {
                     fields[4].vtype = RD_KAFKA_VTYPE_MSGFLAGS
                     fields[4].u.i = RD_KAFKA_MSG_F_COPY
                     guard let error = rd_kafka_produceva(client.pointer, &fields, fields.count) else { return nil }
-                    return KafkaError(consuming: error, context: "produce to \(topic)")
+                    var refusal = KafkaError(consuming: error, context: "produce to \(topic)")
+                    refusal.refusedBeforeSending = true
+                    return refusal
                 }
             }
         }

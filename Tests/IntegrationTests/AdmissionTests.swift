@@ -123,7 +123,8 @@ struct AdmissionTests {
         _ = admission.enqueue(Self.command(0, key: "a"))
         _ = admission.enqueue(Self.command(1, key: "a"))
         let intake = Task { await admission.waitForRoom() }
-        try? await Task.sleep(for: .milliseconds(50))
+        // Only a run loop already waiting shows that the withdrawal wakes it.
+        while !admission.intakeWaits { await Task.yield() }
         _ = admission.withdraw(Self.command(1).command!.job.id)
         #expect(await intake.value)
     }

@@ -145,11 +145,16 @@ struct OrderingTests {
             // No worker reads the control topic yet: only the status topic holds the cancel.
             #expect(try await client.request(.post, "/jobs/\(second.id)/cancel").status == .accepted)
             let worker = RunningWorker(system, id: "late-worker", registry: .builtin)
-            let done = try await client.waitFor(second.id, timeout: .seconds(20)) { $0.status.isTerminal }
-            #expect(done.status == .cancelled && done.startedAt == nil)
-            #expect(try await !client.job(first.id).status.isTerminal, "the cancelled job waited for the first one to end")
-            _ = try await client.request(.post, "/jobs/\(first.id)/cancel")
-            #expect(try await client.waitFor(first.id) { $0.status.isTerminal }.status == .cancelled)
+            do {
+                let done = try await client.waitFor(second.id, timeout: .seconds(20)) { $0.status.isTerminal }
+                #expect(done.status == .cancelled && done.startedAt == nil)
+                #expect(try await !client.job(first.id).status.isTerminal, "the cancelled job waited for the first one to end")
+                _ = try await client.request(.post, "/jobs/\(first.id)/cancel")
+                #expect(try await client.waitFor(first.id) { $0.status.isTerminal }.status == .cancelled)
+            } catch {
+                try? await worker.stop()
+                throw error
+            }
             try await worker.stop()
         }
     }

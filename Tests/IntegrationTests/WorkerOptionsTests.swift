@@ -61,7 +61,7 @@ struct WorkerOptionsTests {
         }
     }
 
-    @Test("a result under maxResultBytes but over what the broker takes ends the job failed with status_too_large, not stuck")
+    @Test("a result under maxResultBytes but over the producer's message.max.bytes ends the job failed with status_too_large, not stuck")
     func snapshotTooLargeForTheBroker() async throws {
         var registry = JobRegistry.builtin
         registry.register("blob", params: [String: Int].self, schema: ParamsSchema([.init("size", .integer(minimum: 0))])) { params, _ in
@@ -71,7 +71,7 @@ struct WorkerOptionsTests {
         let system = try TestCluster(partitions: 1)
         try await system.withGateway(registry: registry, configureWorker: { worker in
             worker.maxResultBytes = 1_000_000
-            // Stands in for a status topic with a small max.message.bytes: librdkafka refuses alike.
+            // librdkafka refuses a message over it before sending; under it, a batch never exceeds it either.
             worker.kafka.properties["message.max.bytes"] = "20000"
         }) { client in
             let big = try await client.submit(#"{"type":"blob","params":{"size":30000}}"#)
