@@ -204,6 +204,13 @@ final class JobExecution: Sendable {
 
     func markDone() { done.leave() }
 
+    /// Suspends until done.
+    func ended() async {
+        await withCheckedContinuation { continuation in
+            done.notify(queue: .global()) { continuation.resume() }
+        }
+    }
+
     /// Blocks the calling thread (never a pool thread) until done; `false` on timeout.
     func waitDone(until deadline: DispatchTime) -> Bool {
         done.wait(timeout: deadline) == .success
@@ -226,11 +233,19 @@ final class RunningJobs: Sendable {
     private let state = Mutex(State())
     private static let earlyCancelLimit = 100_000
 
-    /// Registers a job about to run; `true` if a cancel for it already arrived.
-    func insert(_ execution: JobExecution) -> Bool {
+    enum Insertion {
+        /// Registered; `cancelledEarly` if a cancel for the job already arrived.
+        case inserted(cancelledEarly: Bool)
+        /// Not registered: another execution of the job runs here.
+        case alreadyRunning(JobExecution)
+    }
+
+    /// Registers a job about to run, unless it runs here already.
+    func insert(_ execution: JobExecution) -> Insertion {
         state.withLock { state in
+            if let earlier = state.executions[execution.jobID] { return .alreadyRunning(earlier) }
             state.executions[execution.jobID] = execution
-            return state.earlyCancels.contains(execution.jobID)
+            return .inserted(cancelledEarly: state.earlyCancels.contains(execution.jobID))
         }
     }
 

@@ -259,7 +259,21 @@ private struct Runner: Sendable {
         jobLogger[metadataKey: "job.attempt"] = "\(job.attempt)"
 
         let execution = JobExecution(taken: taken, snapshot: job, options: registry[job.type]?.options ?? JobOptions())
-        let cancelledEarly = running.insert(execution)
+        let cancelledEarly: Bool
+        switch running.insert(execution) {
+        case .inserted(let cancelled):
+            cancelledEarly = cancelled
+        case .alreadyRunning(let earlier):
+            // A second start command of a job running here: a copy someone wrote to
+            // the topic. It waits for that run to end, then is judged like any other
+            // command (the ledger will have the job finished, or the next attempt due).
+            execution.markDone()
+            jobLogger.warning("another command of this job runs here; this one waits for it to end",
+                              metadata: ["offset": "\(message.offset)"])
+            await earlier.ended()
+            await execute(taken)
+            return
+        }
         defer {
             running.remove(execution)
             execution.markDone()

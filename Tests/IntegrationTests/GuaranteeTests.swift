@@ -230,6 +230,42 @@ struct GuaranteeTests {
         }
     }
 
+    @Test("a copy of a running job's start command waits for that run to end, then finds the job finished: the job never runs twice")
+    func copiedCommandWaitsForTheRun() async throws {
+        let system = try TestCluster(partitions: 1)
+        let counter = AttemptCounter()
+        let occupancy = Occupancy()
+        let release = Shared()
+        var registry = JobRegistry.builtin
+        registry.register("held", params: [String: Int].self) { _, context -> Int in
+            occupancy.enter()
+            defer { occupancy.leave() }
+            let run = counter.record(context.jobID)
+            try await gate(until: { release.count > 0 }, what: "the test to let the job end")
+            return run
+        }
+        try await system.withGateway(registry: registry) { client in
+            let job = try await client.submit(#"{"type":"held"}"#)
+            try await client.waitFor(job.id) { $0.status == .running }
+            // The same command again, on the same partition, as an operator replaying it would write it.
+            let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands], logger: .quiet)
+            try await producer.send(topic: system.topics.commands, key: Array(job.id.rawValue.utf8),
+                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
+            await producer.shutdown()
+            // The worker has free slots: it takes the copy at once. Before, the copy ran as attempt 2 beside attempt 1.
+            try await Task.sleep(for: .seconds(1))
+            #expect(counter.count(job.id) == 1, "the copy started a second run while the first one ran")
+            release.add()
+            let done = try await client.waitFor(job.id) { $0.status.isTerminal }
+            #expect(done.status == .succeeded && done.attempt == 1 && done.result == 1)
+            // Time for the copy to be taken up again after the run, and to find the job finished.
+            try await Task.sleep(for: .seconds(1))
+            #expect(counter.count(job.id) == 1, "the finished job ran again")
+            #expect(occupancy.peak == 1)
+            #expect(try await client.job(job.id).status == .succeeded)
+        }
+    }
+
     @Test("the running jobs of a worker that falls silent are shown stalled until a later snapshot")
     func silentWorkerStallsItsJobs() async throws {
         let system = try TestCluster()
