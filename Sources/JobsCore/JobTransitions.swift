@@ -64,6 +64,18 @@ extension JobSnapshot {
         try finishing(.cancelled, at: now) { $0.cancelRequested = true }
     }
 
+    /// An end that can't be published as it is (its result is more than the
+    /// producer may send) becomes a failure without the result. It replaces
+    /// that end, which no reader has seen, so it keeps its sequence and times.
+    public func failedInstead(_ error: JobError) throws -> JobSnapshot {
+        guard status.isTerminal else { throw TransitionError(from: status, action: "replace the end of") }
+        var next = self
+        next.status = .failed
+        next.result = nil
+        next.error = error.bounded
+        return next
+    }
+
     /// The running attempt ended without a verdict (a retry, or the worker handed the
     /// job back while shutting down): the job waits again as the next attempt.
     /// The worker and start time stay, saying where the last attempt ran; its

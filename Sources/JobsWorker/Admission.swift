@@ -121,16 +121,16 @@ final class Admission: Sendable {
     /// hasn't been taken yet.
     func withdraw(_ jobID: JobID) -> (withdrawn: [TakenCommand], ready: [TakenCommand]) {
         let (withdrawn, ready, intake) = state.withLock { state -> ([TakenCommand], [TakenCommand], CheckedContinuation<Bool, Never>?) in
-            guard !state.closed, state.waiting.contains(where: { $0.command?.job.id == jobID }) else { return ([], [], nil) }
             var withdrawn: [TakenCommand] = []
             state.waiting.removeAll { taken in
                 guard taken.command?.job.id == jobID else { return false }
                 var cancelled = taken
                 cancelled.command?.job.cancelRequested = true
                 withdrawn.append(cancelled)
-                state.withdrawn.insert(taken.id)
                 return true
             }
+            guard !withdrawn.isEmpty else { return ([], [], nil) }
+            state.withdrawn.formUnion(withdrawn.map(\.id))
             return (withdrawn, admit(&state), takeIntakeIfRoom(&state))
         }
         intake?.resume(returning: true)

@@ -261,9 +261,8 @@ final class RunningJobs: Sendable {
         waiters.forEach { $0.resume(returning: true) }
     }
 
-    /// Stops the job if it runs here; otherwise remembers the cancel for when it
-    /// arrives. Whether it runs here.
-    func requestCancel(_ id: JobID) -> Bool {
+    /// Stops the job if it runs here; otherwise remembers the cancel for when it arrives.
+    func requestCancel(_ id: JobID) {
         let execution = state.withLock { state -> JobExecution? in
             if let execution = state.executions[id] { return execution }
             if state.earlyCancels.insert(id).inserted {
@@ -275,13 +274,11 @@ final class RunningJobs: Sendable {
             return nil
         }
         execution?.stop(.cancelRequested)
-        return execution != nil
     }
 
-    /// Whether a job that doesn't run here is cancelled: a cancel for it arrived,
-    /// or `requestedElsewhere` (the status topic says so).
-    func cancelWaits(for id: JobID, requestedElsewhere: Bool) -> Bool {
-        state.withLock { $0.executions[id] == nil && (requestedElsewhere || $0.earlyCancels.contains(id)) }
+    /// Whether a cancel arrived for the job while it wasn't running here.
+    func cancelArrived(for id: JobID) -> Bool {
+        state.withLock { $0.earlyCancels.contains(id) }
     }
 
     func executions(in partitions: Set<TopicPartition>) -> [JobExecution] {

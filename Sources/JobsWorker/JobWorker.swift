@@ -175,7 +175,7 @@ private struct Runner: Sendable {
                 launch(started)
                 // It waits for its key or type: a cancel that came before it needn't wait with it.
                 if let job = command?.job, !started.contains(where: { $0.id == taken.id }),
-                   running.cancelWaits(for: job.id, requestedElsewhere: ledger[job.id]?.cancelRequested == true) {
+                   running.cancelArrived(for: job.id) || ledger[job.id]?.cancelRequested == true {
                     endWaiting(job.id)
                 }
                 // The next message only once there is room: a full worker stops
@@ -210,9 +210,8 @@ private struct Runner: Sendable {
     /// searches for noted cancels after enqueueing a command: whichever of the
     /// two comes second finds the other, so no cancelled command keeps waiting.
     func cancel(_ id: JobID) {
-        // A command of a job already running here (a duplicate) waits as before,
-        // to find the job finished when its turn comes.
-        if !running.requestCancel(id) { endWaiting(id) }
+        running.requestCancel(id)
+        endWaiting(id)
     }
 
     private func endWaiting(_ id: JobID) {
@@ -413,7 +412,6 @@ private struct Runner: Sendable {
 
     /// Publishes the job's final snapshot and, once acknowledged, lets its offset be committed.
     private func conclude(_ execution: JobExecution, logger: Logger, _ transition: (JobSnapshot) throws -> JobSnapshot) async {
-        let before = execution.snapshot
         let final: JobSnapshot
         do {
             final = try execution.advance(transition)
@@ -436,9 +434,7 @@ private struct Runner: Sendable {
                 the job's \(final.status.rawValue) snapshot is \(error.code): lower the worker's \
                 maxResultBytes below its message.max.bytes
                 """)
-            guard var failed = try? before.failed(refusal) else { return }
-            failed.cancelRequested = final.cancelRequested
-            guard await publisher.publish(failed) else {
+            guard let failed = try? final.failedInstead(refusal), await publisher.publish(failed) else {
                 logger.warning("final snapshot not published; the job will be delivered again")
                 return
             }

@@ -139,6 +139,18 @@ struct JobTransitionsTests {
         #expect(cancelledRunning.cancelRequested)
     }
 
+    @Test("an end replaced as a failure drops the result and keeps the rest; only an end can be replaced")
+    func endReplacedAsFailure() throws {
+        let running = try queued.started(attempt: 2, by: "worker-a", at: at(1))
+        let succeeded = try running.requestingCancel(at: at(2)).succeeded(result: ["big": "x"], at: at(3))
+        let error = JobError(code: "status_too_large", message: "too large")
+        let failed = try succeeded.failedInstead(error)
+        #expect(failed.status == .failed && failed.result == nil && failed.error == error)
+        #expect(failed.sequence == succeeded.sequence && failed.finishedAt == at(3) && failed.updatedAt == at(3))
+        #expect(failed.attempt == 2 && failed.workerID == "worker-a" && failed.cancelRequested)
+        #expect(throws: JobSnapshot.TransitionError.self) { try running.failedInstead(error) }
+    }
+
     @Test("starting a finished job is refused", arguments: [JobStatus.succeeded, .failed, .cancelled])
     func cannotStartFinishedJob(_ ending: JobStatus) throws {
         let finished = try finish(queued, as: ending)
