@@ -39,11 +39,18 @@ extension JobSnapshot {
     /// could have written (`Int.max`, whose next attempt would trap) is refused
     /// like a record that is not JSON.
     public static let attempts = 1...Int(Int32.max)
+    /// The sequence numbers, likewise: a job's next snapshot counts on from its
+    /// record's (`Int.max` would trap), and no attempt reports progress two
+    /// billion times.
+    public static let sequences = 0...Int(Int32.max)
 
     /// The snapshot, if it is one a reader may act on; else throws, saying why.
     public func checkedAsRecord() throws(ImplausibleRecord) -> JobSnapshot {
         guard Self.attempts.contains(attempt) else {
             throw ImplausibleRecord("attempt \(attempt) is outside \(Self.attempts.lowerBound)...\(Self.attempts.upperBound)")
+        }
+        guard Self.sequences.contains(sequence) else {
+            throw ImplausibleRecord("sequence \(sequence) is outside \(Self.sequences.lowerBound)...\(Self.sequences.upperBound)")
         }
         return self
     }

@@ -236,7 +236,7 @@ private struct Runner: Sendable {
     func execute(_ taken: TakenCommand) async {
         let message = taken.message
         guard let command = taken.command else {
-            logger.error("skipping a command that is not a start command, or carries an impossible attempt", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
+            logger.error("skipping a command that is not a start command, or carries an impossible attempt or sequence", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
             finish(message, generation: taken.generation)
             return
         }

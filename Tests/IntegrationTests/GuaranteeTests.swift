@@ -230,6 +230,31 @@ struct GuaranteeTests {
         }
     }
 
+    @Test("a start command no worker could have written (sequence Int.max, a type nobody runs) is skipped; the worker goes on with the next one")
+    func implausibleCommandIsSkipped() async throws {
+        let system = try TestCluster(partitions: 1)
+        // Ending it as `failed` (unknown type) counted its sequence on from Int.max:
+        // every worker that took it trapped, one after another.
+        let poison = {
+            var job = JobSnapshot.queued(type: "no-such-type", params: [:])
+            job.sequence = .max
+            return job
+        }()
+        let next = JobSnapshot.queued(type: "noop", params: [:])
+        let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands], logger: .quiet)
+        for job in [poison, next] {
+            try await producer.send(topic: system.topics.commands, key: Array(job.id.rawValue.utf8),
+                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
+        }
+        await producer.shutdown()
+        try await system.publish(next)
+        try await system.withGateway { client in
+            let done = try await client.waitFor(next.id, timeout: .seconds(30)) { $0.status.isTerminal }
+            #expect(done.status == .succeeded)
+            #expect(try await client.request(.get, "/jobs/\(poison.id)").status == .notFound)
+        }
+    }
+
     @Test("a copy of a running job's start command waits for that run to end, then finds the job finished: the job never runs twice")
     func copiedCommandWaitsForTheRun() async throws {
         let system = try TestCluster(partitions: 1)

@@ -60,4 +60,19 @@ struct StatusRecordTests {
             #expect(try StartJobCommand(job: job).checkedAsRecord().job.attempt == attempt)
         }
     }
+
+    @Test("a record whose sequence no worker could have written (-1, Int.max) is refused: a worker counting on from Int.max trapped")
+    func impossibleSequencesAreRefused() throws {
+        var job = JobSnapshot.queued(id: JobID(rawValue: "job-1"), type: "noop", params: [:], at: at(0))
+        for sequence in [-1, Int(Int32.max) + 1, Int.max] {
+            job.sequence = sequence
+            let value = try WireFormat.encodeSnapshot(job)
+            #expect(throws: ImplausibleRecord.self, "\(sequence)") { try StatusRecord(key: Array("job-1".utf8), value: value) }
+            #expect(throws: ImplausibleRecord.self, "\(sequence)") { try StartJobCommand(job: job).checkedAsRecord() }
+        }
+        for sequence in [0, 1, Int(Int32.max)] {
+            job.sequence = sequence
+            #expect(try StartJobCommand(job: job).checkedAsRecord().job.sequence == sequence)
+        }
+    }
 }
