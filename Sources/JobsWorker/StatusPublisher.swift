@@ -50,8 +50,15 @@ struct StatusPublisher: Sendable {
 
     /// A `cancelled` snapshot answers someone's cancel request, so it is sent
     /// at once instead of after `linger.ms` (which was 5 of a cancel's 12 ms).
+    ///
+    /// The ledger learns of a snapshot before it is sent, so the worker's next
+    /// decision doesn't wait for the round trip, but of a job's end only once
+    /// the broker has it: a command delivered again meanwhile (after its
+    /// partition was lost and came back) must not be taken for finished and
+    /// committed while the end may never be written.
     private func send(_ snapshot: JobSnapshot, givingUpIfTooLarge: Bool) async -> Outcome {
-        ledger.record(snapshot)
+        let final = snapshot.status.isTerminal
+        if !final { ledger.record(snapshot) }
         let value: [UInt8]
         do {
             value = try WireFormat.encodeSnapshot(snapshot)
@@ -64,6 +71,7 @@ struct StatusPublisher: Sendable {
             do {
                 try await producer.send(topic: topic, key: Array(snapshot.id.rawValue.utf8), value: value,
                                         expedited: snapshot.status == .cancelled)
+                if final { ledger.record(snapshot) }
                 return .acknowledged
             } catch where error.isClientClosed {
                 return .notSent
