@@ -29,7 +29,6 @@ public func buildGateway(
     let urgentProducer = try KafkaProducer(configuration: configuration.urgentProducerConfiguration,
                                            topics: [configuration.topics.control, configuration.topics.status], logger: logger)
     let commands = JobCommands(producer: producer, urgent: urgentProducer, topics: configuration.topics)
-    let withdrawals = Withdrawals(commands: commands, logger: logger)
     let retention = JobView.Retention(age: configuration.jobRetention, sweepInterval: configuration.retentionSweepInterval) { id in
         do {
             try await commands.tombstone(id)
@@ -45,6 +44,7 @@ public func buildGateway(
             logger.warning("final snapshot not re-published", metadata: ["job.id": "\(final.id)", "error": "\(error)"])
         }
     }
+    let followUps = SubmitFollowUps(commands: commands, view: view, logger: logger)
     let directory = try WorkerDirectory(configuration: configuration.kafka, topics: configuration.topics, view: view,
                                         commands: commands, silenceTimeout: configuration.workerSilenceTimeout,
                                         retention: configuration.workerRetention, logger: logger)
@@ -63,7 +63,7 @@ public func buildGateway(
         view: view,
         workers: directory,
         commands: commands,
-        withdrawals: withdrawals,
+        followUps: followUps,
         metrics: metrics,
         configuredTypes: Dictionary(configuration.jobTypes.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last }),
         configuration: configuration,
@@ -81,7 +81,7 @@ public func buildGateway(
         router: router,
         server: .persistentHTTP1(configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "jobs-gateway"),
-        services: [producer, urgentProducer, withdrawals, view, directory, metrics] + extraServices,
+        services: [producer, urgentProducer, followUps, view, directory, metrics] + extraServices,
         logger: logger
     )
 }

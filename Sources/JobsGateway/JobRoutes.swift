@@ -14,7 +14,7 @@ struct JobRoutes: Sendable {
     let view: JobView
     let workers: WorkerDirectory
     let commands: JobCommands
-    let withdrawals: Withdrawals
+    let followUps: SubmitFollowUps
     let metrics: GatewayMetrics
     let keysInFlight = KeysInFlight()
     /// Types from configuration; the ones workers announce are added to them.
@@ -52,7 +52,7 @@ struct JobRoutes: Sendable {
             guard keysInFlight.claim(idempotencyKey) else { throw ProblemDetails.idempotencyKeyInUse(idempotencyKey.key) }
         }
         defer { idempotencyKey.map(keysInFlight.release) }
-        if let idempotencyKey, let existing = await job(for: idempotencyKey), !withdrawals.isRefused(existing) {
+        if let idempotencyKey, let existing = await job(for: idempotencyKey), !followUps.isRefused(existing) {
             guard existing.type == submission.type, existing.params == submission.params,
                   submission.orderingKey == existing.orderingKey,
                   submission.maxAttempts == nil || submission.maxAttempts == existing.maxAttempts,
@@ -72,14 +72,16 @@ struct JobRoutes: Sendable {
             logger.warning("start command not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
             // The job was not accepted, but its queued snapshot may land (even one
             // that timed out may be written once the broker is back): withdraw it.
-            withdrawals.withdraw(job.id)
+            followUps.withdraw(job.id)
             throw ProblemDetails.brokerUnavailable("the job could not be queued in time (\(error.code)); it was not accepted")
         }
         view.apply(job)
         metrics.submitted(type: job.type)
         if let error = sent.queued {
-            // The command is safely queued: the job exists and runs; its first worker snapshot will show it.
-            logger.warning("queued snapshot not acknowledged", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+            // The command is safely queued: the job exists and runs. Until its snapshot
+            // lands, only this gateway knows it (and its Idempotency-Key).
+            logger.warning("queued snapshot not acknowledged; sending it again", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+            followUps.announce(job)
         }
         logger.debug("job accepted", metadata: ["job.id": "\(job.id)", "job.type": "\(job.type)"])
         return try snapshotResponse(job, status: .accepted, location: true)

@@ -608,6 +608,35 @@ struct BadInputTests {
             #expect(try await client.request(.get, "/jobs/\(refused)").status == .notFound)
         }
     }
+
+    @Test("an accepted job whose queued snapshot the broker didn't take gets it sent again: a fresh gateway knows the job and its Idempotency-Key")
+    func unacknowledgedQueuedSnapshotIsSentAgain() async throws {
+        // Only the status topic has no leader: the command lands, the snapshot times out.
+        // It used to be only logged: until a worker took the job, no other gateway (nor
+        // this one restarted) knew it, and a repeat under its key created a second job.
+        let system = try TestCluster(partitions: 1)
+        let keyed: HTTPFields = [.idempotencyKey: "announced-later"]
+        let id = try await system.withGatewayReturning(worker: false, commandTimeout: .seconds(1)) { client in
+            _ = try await client.submit(#"{"type":"noop"}"#)
+            system.setLeader(-1, of: [system.topics.status])
+            let reply = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: keyed)
+            #expect(reply.status == .accepted)
+            let id = try reply.snapshot().id
+            // Long enough for a later try to fail too; then the status topic is back.
+            try await Task.sleep(for: .seconds(2))
+            system.setLeader(1, of: [system.topics.status])
+            let events = try await system.statusEvents(timeout: .seconds(15)) { $0.contains { $0.id == id } }
+            #expect(events.filter { $0.id == id }.allSatisfy { $0.status == .queued && $0.idempotencyKey == "announced-later" })
+            #expect(events.contains { $0.id == id }, "the queued snapshot never landed")
+            return id
+        }
+        try await system.withGateway(worker: false) { client in
+            #expect(try await client.job(id).status == .queued)
+            let repeated = try await client.request(.post, "/jobs", json: #"{"type":"noop"}"#, headers: keyed)
+            #expect(repeated.status == .ok)
+            #expect(try repeated.snapshot().id == id)
+        }
+    }
 }
 
 extension GatewayClient {
