@@ -35,6 +35,10 @@ public struct APIDocument: Sendable {
             alternative["title"] = .string(type.name)
             alternative["description"] = .string(type.summary)
             alternative["properties"] = .object(properties)
+            // Left out, params are `{}`: a type with a required param needs them.
+            if type.params.fields.contains(where: \.required), case .array(let required)? = generic["required"] {
+                alternative["required"] = .array(required + ["params"])
+            }
             return .object(alternative)
         }
         schemas["SubmitJobRequest"] = [
