@@ -53,10 +53,14 @@ public struct JobListPosition: Sendable, Hashable, Comparable {
     /// now, so a cursor never goes stale: its page is simply what is older.
     public var cursor: String { "\(createdAtMillis)_\(id.rawValue)" }
 
+    /// The longest cursor taken, in code points, as JSON Schema's `maxLength` counts.
+    public static let cursorMaxLength = 512
+
     public init?(cursor: String) {
+        guard cursor.unicodeScalars.count <= Self.cursorMaxLength else { return nil }
         // By bytes, not characters: an id may begin with a mark that joins `_` in one character.
         let bytes = Array(cursor.utf8)
-        guard bytes.count <= 512, let separator = bytes.firstIndex(of: UInt8(ascii: "_")),
+        guard let separator = bytes.firstIndex(of: UInt8(ascii: "_")),
               (1...15).contains(separator), separator < bytes.count - 1,
               let millis = Int64(decimalDigits: bytes[..<separator]) else { return nil }
         self.init(createdAtMillis: millis, id: JobID(rawValue: String(decoding: bytes[(separator + 1)...], as: UTF8.self)))

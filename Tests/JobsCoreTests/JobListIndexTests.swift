@@ -154,6 +154,9 @@ struct JobListIndexTests {
         for garbage in ["", "abc", "_job", "12_", "-5_job", "1e3_job", "٣_job", String(repeating: "1", count: 600) + "_x"] {
             #expect(JobListPosition(cursor: garbage) == nil, "\(garbage)")
         }
+        // At most 512 code points, as the API document's maxLength counts, whatever their bytes.
+        #expect(JobListPosition(cursor: "1_" + String(repeating: "é", count: 510))?.id.rawValue.unicodeScalars.count == 510)
+        #expect(JobListPosition(cursor: "1_" + String(repeating: "é", count: 511)) == nil)
     }
 
     @Test("a job's position agrees whether its time came from this process or from the wire")
