@@ -92,7 +92,7 @@ final class SubmitFollowUps: Service, Sendable {
 
     private func complete(_ followUp: FollowUp) async {
         var delay = Duration.milliseconds(100)
-        let metadata: Logger.Metadata = ["job.id": "\(followUp.id)"]
+        let metadata: Logger.Metadata = ["job.id": "\(followUp.id)", "followUp": "\(followUp.name)"]
         while true {
             do throws(KafkaError) {
                 switch followUp {
@@ -107,14 +107,13 @@ final class SubmitFollowUps: Service, Sendable {
                 return
             } catch {
                 logger.warning("a submit's follow-up not published yet; retrying",
-                               metadata: metadata.merging(["followUp": "\(followUp.name)", "error": "\(error)", "retryIn": "\(delay)"]) { $1 })
+                               metadata: metadata.merging(["error": "\(error)", "retryIn": "\(delay)"]) { $1 })
             }
             do {
                 try await Task.sleep(for: delay)
             } catch {
-                logger.error("a submit's follow-up not published before shutdown", metadata: metadata.merging([
-                    "followUp": "\(followUp.name)", "consequence": "\(followUp.consequenceOfGivingUp)",
-                ]) { $1 })
+                logger.error("a submit's follow-up not published before shutdown: \(followUp.consequenceOfGivingUp)",
+                             metadata: metadata)
                 return
             }
             delay = min(delay * 2, .seconds(5))
