@@ -206,12 +206,7 @@ struct GuaranteeTests {
         // worker died at once), then a job that has not run yet.
         let ended = JobSnapshot.queued(type: "counted", params: [:])
         let fresh = JobSnapshot.queued(type: "counted", params: [:])
-        let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands], logger: .quiet)
-        for job in [ended, fresh] {
-            try await producer.send(topic: system.topics.commands, key: Array(job.id.rawValue.utf8),
-                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
-        }
-        await producer.shutdown()
+        try await system.sendStartCommands([ended, fresh])
         try await system.publish(try ended.started(attempt: 1, by: "gone").succeeded(result: nil))
         system.setLeader(-1, of: [system.topics.status])
 
@@ -241,12 +236,7 @@ struct GuaranteeTests {
             return job
         }()
         let next = JobSnapshot.queued(type: "noop", params: [:])
-        let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands], logger: .quiet)
-        for job in [poison, next] {
-            try await producer.send(topic: system.topics.commands, key: Array(job.id.rawValue.utf8),
-                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
-        }
-        await producer.shutdown()
+        try await system.sendStartCommands([poison, next])
         try await system.publish(next)
         try await system.withGateway { client in
             let done = try await client.waitFor(next.id, timeout: .seconds(30)) { $0.status.isTerminal }
@@ -273,10 +263,7 @@ struct GuaranteeTests {
             let job = try await client.submit(#"{"type":"held"}"#)
             try await client.waitFor(job.id) { $0.status == .running }
             // The same command again, on the same partition, as an operator replaying it would write it.
-            let producer = try KafkaProducer(configuration: system.kafka, topics: [system.topics.commands], logger: .quiet)
-            try await producer.send(topic: system.topics.commands, key: Array(job.id.rawValue.utf8),
-                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
-            await producer.shutdown()
+            try await system.sendStartCommands([job])
             // The worker has free slots: it takes the copy at once. Before, the copy ran as attempt 2 beside attempt 1.
             try await Task.sleep(for: .seconds(1))
             #expect(counter.count(job.id) == 1, "the copy started a second run while the first one ran")

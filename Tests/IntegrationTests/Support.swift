@@ -85,6 +85,17 @@ struct TestCluster {
         await producer.shutdown()
     }
 
+    /// Writes start commands for `jobs` to the commands topic, keyed by job id,
+    /// as something other than the gateway (an operator's tool) would.
+    func sendStartCommands(_ jobs: [JobSnapshot]) async throws {
+        let producer = try KafkaProducer(configuration: kafka, topics: [topics.commands], logger: .quiet)
+        for job in jobs {
+            try await producer.send(topic: topics.commands, key: Array(job.id.rawValue.utf8),
+                                    value: WireFormat.encodeStartCommand(StartJobCommand(job: job)))
+        }
+        await producer.shutdown()
+    }
+
     /// How many records `topic` holds, over all partitions.
     func recordCount(_ topic: String) async throws -> Int64 {
         let reader = try KafkaTopicReader(configuration: kafka, topic: topic, from: .end, logger: .quiet)
