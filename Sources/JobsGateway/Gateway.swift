@@ -37,11 +37,11 @@ public func buildGateway(
         }
     }
     let view = try JobView(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger,
-                           retention: retention, metrics: metrics) { final in
+                           retention: retention, metrics: metrics) { held in
         do {
-            try await commands.publishStatus(final)
+            try await commands.publishStatus(held)
         } catch {
-            logger.warning("final snapshot not re-published", metadata: ["job.id": "\(final.id)", "error": "\(error)"])
+            logger.warning("snapshot not re-published over a stale record", metadata: ["job.id": "\(held.id)", "error": "\(error)"])
         }
     }
     let followUps = SubmitFollowUps(commands: commands, view: view, logger: logger)

@@ -15,7 +15,7 @@ public final class JobView: Service {
         var table = JobTable()
         /// Idempotency key, within its submitter's keys → the job it created.
         var idempotencyKeys: [IdempotencyScope: JobID] = [:]
-        /// Ended jobs whose last record on the topic is a stale one.
+        /// Jobs whose last record on the topic is a stale one (see ``isStaleTail``).
         var staleTails: Set<JobID> = []
         /// Jobs now `running`: the watch for silent workers looks only at these.
         var running: Set<JobID> = []
@@ -35,16 +35,11 @@ public final class JobView: Service {
         }
 
         /// Folds one snapshot: the job's state before and after when it changed, and
-        /// whether the snapshot was stale (changed nothing) while the job had already
-        /// ended in a different state.
-        ///
-        /// "Different" by ``SnapshotOrder``, not by every field: a copy of the
-        /// final state must never count as stale, or re-publishing it would be
-        /// read back as stale again, without end.
-        mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleFinal: Bool) {
+        /// whether it left a stale tail on the topic (see ``isStaleTail``).
+        mutating func fold(_ snapshot: JobSnapshot) -> (previous: JobSnapshot?, changed: JobSnapshot?, staleTail: Bool) {
             if let key = IdempotencyScope(snapshot) { claim(key, for: snapshot) }
             let (previous, changed) = table.fold(snapshot, stamp: changeSequence + 1)
-            if changed == nil, let previous, previous.status.isTerminal, SnapshotOrder(previous) != SnapshotOrder(snapshot) {
+            if changed == nil, let previous, Self.isStaleTail(snapshot, behind: previous) {
                 staleTails.insert(snapshot.id)
                 return (previous, nil, true)
             }
@@ -68,6 +63,25 @@ public final class JobView: Service {
             }
             recentChanges.record(changed.id)
             return (previous, changed, false)
+        }
+
+        /// Whether `record`, read after `held` and changing nothing, is one that
+        /// compaction must not keep as the job's last: any record of an ended
+        /// job, or a `queued` one (a gateway's, sent again after a failure, or a
+        /// hand-back's) landing after a later state of a live job, such as its
+        /// cancel marker or its `running`. Compacted, that job would read as
+        /// never cancelled, or as not started (its next run repeating the attempt).
+        ///
+        /// Other records of live jobs are left to the job's own later snapshots:
+        /// re-publishing a worker's snapshot could itself land behind the
+        /// worker's next, and call for another, for as long as the job runs.
+        /// A copy of the held snapshot is never stale, or re-publishing it would
+        /// be read back as stale again, without end.
+        static func isStaleTail(_ record: JobSnapshot, behind held: JobSnapshot) -> Bool {
+            let behind = SnapshotOrder(record) != SnapshotOrder(held)
+            if held.status.isTerminal { return behind }
+            guard record.status == .queued, record.sequence == 0 else { return false }
+            return behind || (held.cancelRequested && !record.cancelRequested)
         }
 
         /// A key used again (once its job expired, or by two replicas at one
@@ -99,7 +113,7 @@ public final class JobView: Service {
     private let offsets = ConsumedOffsets()
     private let reader: KafkaTopicReader
     private let endOffsets: SharedQuery<[Int32: Int64]>
-    /// Re-publishes a terminal snapshot (see `follow`).
+    /// Re-publishes a job's held snapshot over a stale tail (see `reassertStaleTails`).
     private let reassert: @Sendable (JobSnapshot) async -> Void
     private let retention: Retention?
     private let metrics: GatewayMetrics?
@@ -223,11 +237,11 @@ public final class JobView: Service {
     }
 
     /// Folds records in order, at most `chunkSize` per hold of the lock, so a
-    /// replay never keeps a reader waiting long; returns whether some ended job's
-    /// record was a stale one (see `reassertStaleTails`).
+    /// replay never keeps a reader waiting long; returns whether some record
+    /// left a stale tail (see `reassertStaleTails`).
     @discardableResult
     private func fold(_ records: some Collection<StatusRecord>, chunkSize: Int = 256) -> Bool {
-        var sawStaleFinal = false
+        var sawStaleTail = false
         var rest = records[...]
         while !rest.isEmpty {
             let chunk = rest.prefix(chunkSize)
@@ -238,7 +252,7 @@ public final class JobView: Service {
                 for record in chunk {
                     switch record {
                     case .snapshot(let snapshot):
-                        let (previous, changed, staleFinal) = state.fold(snapshot)
+                        let (previous, changed, staleTail) = state.fold(snapshot)
                         if let changed {
                             // Under the lock, so every subscriber sees changes in sequence order.
                             feed.publish(JobChange(position: ChangePosition(epoch: epoch, sequence: state.changeSequence),
@@ -246,38 +260,39 @@ public final class JobView: Service {
                             // History replayed before `ready` is not news for the counters.
                             if state.ready { changes.append((previous, changed)) }
                         }
-                        stale = stale || staleFinal
+                        stale = stale || staleTail
                     case .tombstone(let id):
                         state.forget(id)
                     }
                 }
                 return (changes, state.countsByStatus, stale)
             }
-            sawStaleFinal = sawStaleFinal || stale
+            sawStaleTail = sawStaleTail || stale
             if let metrics {
                 for change in changes { metrics.jobChanged(from: change.previous, to: change.current) }
                 metrics.setJobCounts(counts)
             }
         }
-        return sawStaleFinal
+        return sawStaleTail
     }
 
-    /// Compaction keeps the *last* record of a key, so an ended job whose last
-    /// record is stale (a late `queued`, a cancel marker written as it finished)
-    /// would read as live after compaction. Publishing its final state again makes
-    /// that the last record. Only done once caught up: while replaying history the
-    /// final may well follow further on.
+    /// Compaction keeps the *last* record of a key, so a job whose last record
+    /// is stale (see ``State/isStaleTail(_:behind:)``) would read, once
+    /// compacted, as it was then: an ended job as live, a cancelled one as not.
+    /// Publishing the held snapshot again makes that the last record. Only done
+    /// once caught up: while replaying history the later state may well follow
+    /// further on, and a record that does clears the note.
     ///
     /// A task of its own, woken by `follow`: a partition that can't be written
     /// (each attempt then waits out the message timeout) must not hold up the
     /// folding of every other partition.
     private func reassertStaleTails() async {
         for await _ in staleTailsFound.stream {
-            let finals = state.withLock { state in
+            let held = state.withLock { state in
                 defer { state.staleTails.removeAll() }
                 return state.staleTails.compactMap { state.table[$0] }
             }
-            for final in finals { await reassert(final) }
+            for snapshot in held { await reassert(snapshot) }
         }
     }
 

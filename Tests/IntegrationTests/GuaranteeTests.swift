@@ -320,6 +320,46 @@ struct GuaranteeTests {
         }
     }
 
+    @Test("a late queued record behind a live job's cancel marker or running snapshot makes the gateway publish that one again; a late progress record does not")
+    func liveJobTailIsReasserted() async throws {
+        // A gateway sends a queued snapshot again when its first send failed, so it
+        // can land after the job's cancel marker or a worker's `running`. Compacted,
+        // the topic would then say the job was never cancelled, or never started.
+        let system = try TestCluster(partitions: 1)
+        try await system.withGateway(worker: false) { client in
+            let waiting = try await client.submit(#"{"type":"noop"}"#)
+            #expect(try await client.request(.post, "/jobs/\(waiting.id)/cancel").status == .accepted)
+            try await system.publish(waiting)  // the late `queued`, without the cancel
+
+            let started = try await client.submit(#"{"type":"noop"}"#)
+            let running = try started.started(attempt: 1, by: "w")
+            try await system.publish(running)
+            try await client.waitFor(started.id) { $0.status == .running }
+            try await system.publish(started)  // the late `queued`
+
+            // A worker's records come from one producer, in order: a stale one is left alone.
+            let progressed = try await client.submit(#"{"type":"noop"}"#)
+            let first = try progressed.started(attempt: 1, by: "w")
+            let second = try first.reporting(JobProgress(current: 1, total: 2))
+            try await system.publish(second)
+            try await client.waitFor(progressed.id) { $0.sequence == second.sequence }
+            try await system.publish(first)
+
+            let events = try await system.statusEvents(timeout: .seconds(10)) { events in
+                events.filter { $0.id == waiting.id }.count >= 4 && events.filter { $0.id == started.id }.count >= 4
+            }
+            let waitingEvents = events.filter { $0.id == waiting.id }
+            #expect(waitingEvents.map(\.cancelRequested) == [false, true, false, true], "the cancel marker is the last record again")
+            let startedEvents = events.filter { $0.id == started.id }
+            #expect(startedEvents.map(\.status) == [.queued, .running, .queued, .running])
+            #expect(startedEvents.count == 4 && startedEvents[3] == startedEvents[1], "the re-published record is the running snapshot itself")
+            // Time for a re-publish of the progressed job, were one coming.
+            try await Task.sleep(for: .seconds(1))
+            let progressedEvents = try await system.statusEvents(timeout: .seconds(2)) { _ in false }.filter { $0.id == progressed.id }
+            #expect(progressedEvents.map(\.sequence) == [0, second.sequence, first.sequence])
+        }
+    }
+
     @Test("a final snapshot that can't be re-published holds up no other job's changes")
     func stuckReassertionLeavesTheViewFolding() async throws {
         let system = try TestCluster(partitions: 1)
