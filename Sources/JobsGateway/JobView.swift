@@ -76,7 +76,10 @@ public final class JobView: Service {
         /// re-publishing a worker's snapshot could itself land behind the
         /// worker's next, and call for another, for as long as the job runs.
         /// A copy of the held snapshot is never stale, or re-publishing it would
-        /// be read back as stale again, without end.
+        /// be read back as stale again, without end. A cancel marker this
+        /// gateway applied before reading the job's first `queued` back makes
+        /// that record look stale too: the marker is published once more, which
+        /// is harmless.
         static func isStaleTail(_ record: JobSnapshot, behind held: JobSnapshot) -> Bool {
             let behind = SnapshotOrder(record) != SnapshotOrder(held)
             if held.status.isTerminal { return behind }
