@@ -43,36 +43,32 @@ struct StatusRecordTests {
 
     @Test("a record whose attempt no worker could have written (0, Int.max) is refused, so no reader counts on from it")
     func impossibleAttemptsAreRefused() throws {
-        var job = JobSnapshot.queued(id: JobID(rawValue: "job-1"), type: "noop", params: [:], at: at(0))
-        for attempt in [0, -1, Int(Int32.max) + 1, Int.max] {
-            job.attempt = attempt
-            let value = try WireFormat.encodeSnapshot(job)
-            #expect(throws: ImplausibleRecord.self, "\(attempt)") { try StatusRecord(key: Array("job-1".utf8), value: value) }
-            #expect(throws: ImplausibleRecord.self, "\(attempt)") { try StartJobCommand(job: job).checkedAsRecord() }
-        }
-        for attempt in [1, 2, Int(Int32.max)] {
-            job.attempt = attempt
-            guard case .snapshot(let read)? = try StatusRecord(key: Array("job-1".utf8), value: try WireFormat.encodeSnapshot(job)) else {
-                Issue.record("attempt \(attempt) should read as a snapshot")
-                continue
-            }
-            #expect(read.attempt == attempt)
-            #expect(try StartJobCommand(job: job).checkedAsRecord().job.attempt == attempt)
-        }
+        try Self.expectRefused(\.attempt, outside: [0, -1, Int(Int32.max) + 1, Int.max], accepted: [1, 2, Int(Int32.max)])
     }
 
     @Test("a record whose sequence no worker could have written (-1, Int.max) is refused: a worker counting on from Int.max trapped")
     func impossibleSequencesAreRefused() throws {
+        try Self.expectRefused(\.sequence, outside: [-1, Int(Int32.max) + 1, Int.max], accepted: [0, 1, Int(Int32.max)])
+    }
+
+    /// Status records and start commands whose `field` is one of `outside` are
+    /// refused as implausible; those of `accepted` read back as written.
+    private static func expectRefused(_ field: WritableKeyPath<JobSnapshot, Int>, outside: [Int], accepted: [Int]) throws {
         var job = JobSnapshot.queued(id: JobID(rawValue: "job-1"), type: "noop", params: [:], at: at(0))
-        for sequence in [-1, Int(Int32.max) + 1, Int.max] {
-            job.sequence = sequence
+        for number in outside {
+            job[keyPath: field] = number
             let value = try WireFormat.encodeSnapshot(job)
-            #expect(throws: ImplausibleRecord.self, "\(sequence)") { try StatusRecord(key: Array("job-1".utf8), value: value) }
-            #expect(throws: ImplausibleRecord.self, "\(sequence)") { try StartJobCommand(job: job).checkedAsRecord() }
+            #expect(throws: ImplausibleRecord.self, "\(number)") { try StatusRecord(key: Array("job-1".utf8), value: value) }
+            #expect(throws: ImplausibleRecord.self, "\(number)") { try StartJobCommand(job: job).checkedAsRecord() }
         }
-        for sequence in [0, 1, Int(Int32.max)] {
-            job.sequence = sequence
-            #expect(try StartJobCommand(job: job).checkedAsRecord().job.sequence == sequence)
+        for number in accepted {
+            job[keyPath: field] = number
+            guard case .snapshot(let read)? = try StatusRecord(key: Array("job-1".utf8), value: try WireFormat.encodeSnapshot(job)) else {
+                Issue.record("\(number) should read as a snapshot")
+                continue
+            }
+            #expect(read[keyPath: field] == number)
+            #expect(try StartJobCommand(job: job).checkedAsRecord().job[keyPath: field] == number)
         }
     }
 }
